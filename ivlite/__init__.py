@@ -1,0 +1,21 @@
+"""ivlite: InstructVideo (arXiv 2312.12490) in a small, tested package.
+
+Reward fine-tuning of a text-to-video diffusion model recast as editing (a partial DDIM chain with
+gradients only in its last steps), image rewards adapted to video by SegVR and TAR, trained with
+LoRA. Runs on ModelScopeT2V + HPSv2 on a GPU and on tiny models on a CPU.
+"""
+
+from .config import PRESETS, Config, ConfigError
+from .ddim import chain_timesteps, ddim_scheduler, guided_noise, run_chain, sample_noise, \
+    start_timestep
+from .editing import edit, generate
+from .lora import add_lora, load_adapter, lora_parameters, merge_lora, save_adapter, \
+    set_lora_scale, unmerge_lora
+from .models import VideoModel, load_video_model, modelscope_scheduler, tiny_random_model
+from .objective import ObjectiveOutput, instructvideo_objective
+from .segvr import decode_segments, sample_frame_indices, segment_bounds
+from .tar import reward_loss, tar_weights, video_reward
+from .checkpointing import enable_unet_checkpointing, disable_unet_checkpointing
+from .trainer import RunResult, finetune
+
+__version__ = "0.1.0"

@@ -1,0 +1,249 @@
+"""One configuration for every ivlite run: presets, YAML files, command-line overrides, validation.
+
+Every field is checked by :meth:`Config.validate` before any model is loaded, so a typo costs a
+second, not a model download. Each error names the field, the value given and what is allowed.
+
+The defaults are the paper's (arXiv 2312.12490) and the authors' training config
+(``reward_webvid_ani45_20_reg_vidldm_LoRA_TSNExp16Diffreward_Partial06_Trunc1_Check_ddim20``):
+tau 0.6 of a 20-step DDIM grid, gradient through the last step only, guidance 3.0, 4 segments with
+TSN sampling, lambda_tar 1, LoRA rank 4, AdamW at 1e-5 with 10 warm-up steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; the message names the field, value and range."""
+
+
+@dataclass
+class Config:
+    # --- models -------------------------------------------------------------------------------
+    model: str = "tiny-random"
+    """Base text-to-video model: ``tiny-random`` (built in code), a local diffusers folder or a hub id."""
+    reward: str = "tiny-random-clip"
+    """Training reward: a name from :func:`ivlite.rewards.available_rewards`, or ``a:0.7,b:0.3``."""
+    reward_checkpoint: str | None = None
+    """Explicit weights for the reward (for example ``HPS_v2_compressed.pt``)."""
+
+    # --- data -----------------------------------------------------------------------------------
+    data: str = "generated"
+    """``generated`` (clips the base model makes for the prompts, cached) or a folder of clips."""
+    prompts: list[str] = field(default_factory=lambda: [
+        "a red circle moving left", "a blue square moving up",
+        "a green triangle moving right", "a yellow circle moving down"])
+    num_frames: int = 16
+    height: int = 32
+    width: int = 32
+
+    # --- the method (paper Eq. 3-8) -------------------------------------------------------------
+    tau: float = 0.6
+    """Editing strength: the chain starts at ``grid[-int(tau * ddim_steps)]`` (Eq. 4)."""
+    ddim_steps: int = 20
+    """D, the number of steps of the DDIM grid over T = 1000."""
+    grad_steps: int = 1
+    """K: the last K steps of the chain carry gradients (truncated backprop; 1 in the paper)."""
+    chain: str = "edit"
+    """``edit`` (InstructVideo: start from the noised video) or ``full`` (DRaFT: start from noise)."""
+    guidance_scale: float = 3.0
+    eta: float = 0.0
+    offset_noise: float = 0.1
+    """Strength of the per-frame, per-channel offset added to the noise (official code: 0.1)."""
+    segments: int = 4
+    """S, SegVR's number of temporal segments (Eq. 6-7)."""
+    frame_sampling: str = "tsn"
+    """``tsn``: one random frame per segment (training); ``first``: the first of each (evaluation)."""
+    lambda_tar: float = 1.0
+    """TAR's attenuation rate in c(j) = exp(-lambda_tar * |j - F//2|) (Eq. 8)."""
+    tar_normalize: bool = False
+    """Divide by the sum of TAR weights instead of S (the paper does not normalise)."""
+
+    # --- LoRA -----------------------------------------------------------------------------------
+    lora_rank: int = 4
+    lora_alpha: float | None = None
+    """LoRA alpha; ``None`` means alpha = rank, i.e. scale 1 as in the paper."""
+    lora_targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+
+    # --- optimisation ---------------------------------------------------------------------------
+    learning_rate: float = 1e-5
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    max_steps: int = 20
+    batch_size: int = 1
+    """Clips per process per micro-step."""
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    """``no``, ``fp16`` (autocast + loss scaling) or ``bf16``."""
+    gradient_checkpointing: bool = True
+    max_grad_norm: float | None = None
+    """Clip the gradient norm to this value; ``None`` (the paper) means no clipping."""
+    seed: int = 0
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+    out_dir: str = "runs/finetune"
+    save_every: int = 10
+    """Write a resumable checkpoint every this many optimizer steps (and at the end)."""
+    resume: bool = False
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def edit_steps(self) -> int:
+        """Number of DDIM steps the chain runs: int(tau * D) when editing, D for the full chain."""
+        return self.ddim_steps if self.chain == "full" else int(self.tau * self.ddim_steps)
+
+    def validate(self) -> "Config":
+        """Check every field; raise :class:`ConfigError` on the first bad one. Returns ``self``."""
+        _check(self.tau, "tau", 0 < self.tau <= 1, "0 < tau <= 1")
+        _check_int(self.ddim_steps, "ddim_steps", 1, 1000)
+        _check(self.chain, "chain", self.chain in ("edit", "full"), "'edit' or 'full'")
+        if self.chain == "edit" and int(self.tau * self.ddim_steps) < 1:
+            raise ConfigError(
+                f"tau * ddim_steps = {self.tau} * {self.ddim_steps} gives int(...) = 0 editing steps; "
+                f"need tau >= {1 / self.ddim_steps:.4g} for ddim_steps={self.ddim_steps}")
+        _check_int(self.grad_steps, "grad_steps", 1, self.edit_steps,
+                   why=f" (int(tau * ddim_steps) = {self.edit_steps} steps in the chain)")
+        _check(self.guidance_scale, "guidance_scale", _finite(self.guidance_scale)
+               and self.guidance_scale >= 1, "a finite number >= 1 (1 disables guidance)")
+        _check(self.eta, "eta", _finite(self.eta) and 0 <= self.eta <= 1, "0 <= eta <= 1")
+        _check(self.offset_noise, "offset_noise", _finite(self.offset_noise)
+               and self.offset_noise >= 0, "a finite number >= 0")
+        _check_int(self.num_frames, "num_frames", 1, 1024)
+        _check_int(self.segments, "segments", 1, self.num_frames, why=" (num_frames)")
+        _check(self.frame_sampling, "frame_sampling", self.frame_sampling in ("tsn", "first"),
+               "'tsn' or 'first'")
+        _check(self.lambda_tar, "lambda_tar", _finite(self.lambda_tar) and self.lambda_tar >= 0,
+               "a finite number >= 0")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            _check_int(value, name, 8, 4096)
+            _check(value, name, value % 8 == 0, "a multiple of 8 (the VAE downsamples by 8)")
+        _check_int(self.lora_rank, "lora_rank", 1, 1024)
+        if self.lora_alpha is not None:
+            _check(self.lora_alpha, "lora_alpha", _finite(self.lora_alpha) and self.lora_alpha > 0,
+                   "a finite number > 0, or null for alpha = rank")
+        _check(self.lora_targets, "lora_targets", isinstance(self.lora_targets, list)
+               and len(self.lora_targets) > 0 and all(isinstance(t, str) and t for t in self.lora_targets),
+               "a non-empty list of module names such as ['to_q', 'to_k', 'to_v', 'to_out.0']")
+        _check(self.learning_rate, "learning_rate", _finite(self.learning_rate)
+               and 0 < self.learning_rate <= 1, "0 < learning_rate <= 1")
+        _check_int(self.warmup_steps, "warmup_steps", 0, 10**9)
+        _check(self.weight_decay, "weight_decay", _finite(self.weight_decay)
+               and self.weight_decay >= 0, "a finite number >= 0")
+        _check_int(self.max_steps, "max_steps", 1, 10**9)
+        _check_int(self.batch_size, "batch_size", 1, 4096)
+        _check_int(self.grad_accum, "grad_accum", 1, 4096)
+        _check(self.mixed_precision, "mixed_precision",
+               self.mixed_precision in ("no", "fp16", "bf16"), "'no', 'fp16' or 'bf16'")
+        if self.max_grad_norm is not None:
+            _check(self.max_grad_norm, "max_grad_norm", _finite(self.max_grad_norm)
+                   and self.max_grad_norm > 0, "a finite number > 0, or null for no clipping")
+        _check_int(self.seed, "seed", 0, 2**63 - 1)
+        _check(self.device, "device", self.device in ("auto", "cpu", "cuda")
+               or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
+               "'auto', 'cpu', 'cuda' or 'cuda:N'")
+        _check_int(self.save_every, "save_every", 1, 10**9)
+        _check(self.prompts, "prompts", isinstance(self.prompts, list) and len(self.prompts) > 0,
+               "a non-empty list of strings")
+        for i, prompt in enumerate(self.prompts):
+            _check(prompt, f"prompts[{i}]", isinstance(prompt, str) and prompt.strip() != "",
+                   "a non-empty string")
+        _check(self.model, "model", isinstance(self.model, str) and self.model != "",
+               "'tiny-random', a local diffusers folder or a hub id")
+        _check(self.reward, "reward", isinstance(self.reward, str) and self.reward != "",
+               "a reward name or 'name:weight,name:weight'")
+        return self
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "Config":
+        """A named preset (see :data:`PRESETS`) with ``overrides`` applied (not yet validated)."""
+        if name not in PRESETS:
+            raise ConfigError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return dataclasses.replace(cls(), **PRESETS[name]).override(overrides)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Config":
+        """Read a YAML mapping of field names to values; an optional ``preset:`` key is applied first."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config: file {str(path)!r} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: {str(path)!r} must hold a mapping of field: value")
+        preset = data.pop("preset", "paper")
+        return cls.preset(preset, **data)
+
+    def override(self, values: dict[str, Any]) -> "Config":
+        """A copy with ``values`` set; unknown names and wrongly typed values raise ConfigError."""
+        known = {f.name: f for f in fields(self)}
+        changes = {}
+        for name, value in values.items():
+            if name not in known:
+                raise ConfigError(f"{name}: unknown config field; known fields: {sorted(known)}")
+            changes[name] = _coerce(name, value, getattr(self, name), known[name])
+        return dataclasses.replace(self, **changes)
+
+    def override_strings(self, assignments: Iterable[str]) -> "Config":
+        """Apply ``field=value`` strings, values parsed as YAML (``tau=0.5``, ``prompts=[a, b]``)."""
+        values = {}
+        for item in assignments:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r}: expected field=value, e.g. tau=0.5")
+            name, text = item.split("=", 1)
+            values[name.strip()] = yaml.safe_load(text) if text.strip() else text
+        return self.override(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's method on whatever model is given; the field defaults are the paper's.
+    "paper": {},
+    # Seconds-long runs on tiny models built in code: tests and the quick start.
+    "tiny-random": {"model": "tiny-random", "reward": "tiny-random-clip", "height": 32,
+                    "width": 32, "max_steps": 4, "save_every": 2, "learning_rate": 1e-3,
+                    "warmup_steps": 1},
+    # ModelScopeT2V + HPSv2 as in the paper (batch 8 = 2 per GPU x 4 GPUs; here 1 x accumulation).
+    "modelscope": {"model": "damo-vilab/text-to-video-ms-1.7b", "reward": "hpsv2",
+                   "height": 256, "width": 256, "max_steps": 20000, "batch_size": 1,
+                   "grad_accum": 8, "mixed_precision": "fp16", "save_every": 500},
+}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(value: Any, name: str, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is out of range; allowed: {allowed}")
+
+
+def _check_int(value: Any, name: str, low: int, high: int, why: str = "") -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    _check(value, name, ok, f"an integer with {low} <= {name} <= {high}{why}")
+
+
+def _coerce(name: str, value: Any, current: Any, f: dataclasses.Field) -> Any:
+    """Convert YAML/CLI values to the field's type where that is lossless (int -> float, str -> Path)."""
+    wants_float = isinstance(current, float) or "float" in str(f.type)
+    if wants_float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) \
+            and value.is_integer():
+        return int(value)
+    return value

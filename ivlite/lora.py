@@ -1,0 +1,142 @@
+"""LoRA on the 3D UNet's attention, through peft, saved in peft's standard format.
+
+InstructVideo trains rank-4 LoRA on q, k, v and out of every attention of the UNet: spatial self-
+and cross-attention and temporal self-attention (in diffusers: every ``Attention`` module's
+``to_q``, ``to_k``, ``to_v`` and ``to_out.0``). The up-matrix B starts at zero, so the fine-tuned
+model starts exactly at the base model. ``UNet3DConditionModel`` has no ``add_adapter``, so adapters
+are injected with ``peft.inject_adapter_in_model``.
+
+An adapter folder holds ``adapter_config.json`` (peft's ``LoraConfig``) and
+``adapter_model.safetensors`` (keys as ``peft.get_peft_model_state_dict`` names them, e.g.
+``down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, \
+    set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
+from safetensors.torch import load_file, save_file
+
+ADAPTER_NAME = "default"
+DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+WEIGHTS_FILE = "adapter_model.safetensors"
+CONFIG_FILE = "adapter_config.json"
+
+
+def lora_config(rank: int = 4, alpha: float | None = None,
+                targets: Sequence[str] = DEFAULT_TARGETS) -> LoraConfig:
+    """peft config: ``alpha = rank`` by default, i.e. scale alpha / rank = 1 as in the paper."""
+    return LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha,
+                      target_modules=list(targets), init_lora_weights=True, lora_dropout=0.0)
+
+
+def add_lora(unet: torch.nn.Module, config: LoraConfig | None = None) -> list[torch.nn.Parameter]:
+    """Inject LoRA into ``unet``, freeze every other weight, return the trainable LoRA parameters.
+
+    peft's default init draws A (down) at random and sets B (up) to zero: output unchanged.
+    """
+    config = config or lora_config()
+    unet.requires_grad_(False)
+    try:
+        inject_adapter_in_model(config, unet, adapter_name=ADAPTER_NAME)
+    except ValueError as err:
+        raise ValueError(f"lora_targets={sorted(config.target_modules)}: no such modules in "
+                         f"{type(unet).__name__} ({err})") from err
+    params = lora_parameters(unet)
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def lora_parameters(unet: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The LoRA A/B matrices of ``unet``, in a fixed (module) order."""
+    return [p for n, p in unet.named_parameters() if ".lora_A." in n or ".lora_B." in n]
+
+
+def has_lora(unet: torch.nn.Module) -> bool:
+    return any(isinstance(m, BaseTunerLayer) for m in unet.modules())
+
+
+def lora_state_dict(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """LoRA weights under peft's standard names (adapter name stripped), detached, contiguous."""
+    state = get_peft_model_state_dict(unet, adapter_name=ADAPTER_NAME)
+    return {k: v.detach().contiguous() for k, v in state.items()}
+
+
+def save_adapter(unet: torch.nn.Module, folder: str | Path, metadata: dict | None = None) -> Path:
+    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = unet.peft_config[ADAPTER_NAME]
+    state = {k: v.to("cpu") for k, v in lora_state_dict(unet).items()}
+    save_file(state, folder / WEIGHTS_FILE, metadata={"format": "pt", **(metadata or {})})
+    config_dict = config.to_dict()
+    config_dict["target_modules"] = sorted(config_dict["target_modules"])
+    (folder / CONFIG_FILE).write_text(json.dumps(config_dict, indent=2, default=str))
+    return folder
+
+
+def read_adapter(folder: str | Path) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
+    """Read an adapter folder; clear errors for a missing or unreadable file."""
+    folder = Path(folder)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"adapter {str(folder)!r} has no {name}")
+    try:
+        config = LoraConfig(**{k: v for k, v in json.loads((folder / CONFIG_FILE).read_text()).items()
+                               if k in LoraConfig.__dataclass_fields__})
+        state = load_file(folder / WEIGHTS_FILE)
+    except Exception as err:
+        raise ValueError(f"adapter {str(folder)!r} is corrupt or unreadable: {err}") from err
+    return config, state
+
+
+def load_adapter(unet: torch.nn.Module, folder: str | Path) -> torch.nn.Module:
+    """Inject (if needed) and load an adapter; every key must match the model, or ValueError."""
+    config, state = read_adapter(folder)
+    if not has_lora(unet):
+        add_lora(unet, config)
+    expected = set(lora_state_dict(unet))
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ValueError(f"adapter {str(folder)!r} does not fit this UNet: {len(missing)} LoRA "
+                         f"weights missing (e.g. {missing[:2]}), {len(extra)} unexpected "
+                         f"(e.g. {extra[:2]})")
+    current = lora_state_dict(unet)
+    bad = [k for k in state if state[k].shape != current[k].shape]
+    if bad:
+        raise ValueError(f"adapter {str(folder)!r} does not fit this UNet: {bad[0]} has shape "
+                         f"{tuple(state[bad[0]].shape)}, the model expects "
+                         f"{tuple(current[bad[0]].shape)} (another rank or base model?)")
+    set_peft_model_state_dict(unet, state, adapter_name=ADAPTER_NAME)
+    return unet
+
+
+def _tuner_layers(unet: torch.nn.Module) -> list[BaseTunerLayer]:
+    layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
+    if not layers:
+        raise ValueError("this UNet has no LoRA adapter; call add_lora or load_adapter first")
+    return layers
+
+
+def set_lora_scale(unet: torch.nn.Module, scale: float) -> None:
+    """Multiply the adapter's effect by ``scale`` (0 = base model, 1 = as trained)."""
+    for layer in _tuner_layers(unet):
+        layer.set_scale(ADAPTER_NAME, scale)
+
+
+def merge_lora(unet: torch.nn.Module) -> None:
+    """Fold B @ A * scale into the base weights: no LoRA overhead at inference."""
+    for layer in _tuner_layers(unet):
+        layer.merge()
+
+
+def unmerge_lora(unet: torch.nn.Module) -> None:
+    for layer in _tuner_layers(unet):
+        layer.unmerge()

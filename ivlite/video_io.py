@@ -1,0 +1,56 @@
+"""Reading and writing clips (imageio with its bundled ffmpeg): GIF and MP4.
+
+Frames inside ivlite are float tensors (F, 3, H, W) in [-1, 1]; files hold uint8 RGB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(F, 3, H, W) in [-1, 1] -> (F, H, W, 3) uint8."""
+    x = ((frames.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def write_video(frames: torch.Tensor, path: str | Path, fps: int = 8) -> Path:
+    """Write (F, 3, H, W) frames in [-1, 1] as ``.gif`` or ``.mp4`` (chosen by the suffix)."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = to_uint8(frames)
+    if path.suffix == ".gif":
+        iio.imwrite(path, data, duration=1000 / fps, loop=0)
+    elif path.suffix == ".mp4":
+        iio.imwrite(path, data, fps=fps, codec="libx264", macro_block_size=1)
+    else:
+        raise ValueError(f"{path}: video files must end in .gif or .mp4")
+    return path
+
+
+def read_video(path: str | Path, num_frames: int) -> torch.Tensor:
+    """Read a clip and take ``num_frames`` frames evenly spread over it: (F, 3, H, W) in [-1, 1]."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video {str(path)!r} does not exist")
+    try:
+        data = np.asarray(iio.imread(path))
+    except Exception as err:
+        raise ValueError(f"video {str(path)!r} cannot be read: {err}") from err
+    if data.ndim == 3:  # a single image
+        data = data[None]
+    if data.ndim != 4 or len(data) == 0:
+        raise ValueError(f"video {str(path)!r} has no frames (array shape {data.shape})")
+    data = data[..., :3]
+    if data.shape[-1] == 1:
+        data = np.repeat(data, 3, axis=-1)
+    idx = np.linspace(0, len(data) - 1, num_frames).round().astype(int)
+    frames = torch.from_numpy(data[idx].astype(np.float32)).permute(0, 3, 1, 2)
+    return frames / 127.5 - 1

@@ -1,0 +1,1 @@
+"""Tiny world placeholder (filled in below)."""
