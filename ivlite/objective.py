@@ -58,6 +58,8 @@ def instructvideo_objective(model: VideoModel, reward: Reward, x0: torch.Tensor,
     frames = decode_segments(model.vae, out.latents, indices,
                              use_checkpoint=cfg.gradient_checkpointing)
     s = indices.shape[1]
-    scores = reward(frames, [p for p in prompts for _ in range(s)]).view(b, s).float()
+    scores = reward(frames, [p for p in prompts for _ in range(s)]).view(b, s)
+    if scores.dtype in (torch.float16, torch.bfloat16):  # sum the weighted reward in fp32
+        scores = scores.float()
     r = video_reward(scores, indices, f, cfg.lambda_tar, cfg.tar_normalize)
     return ObjectiveOutput(reward_loss(r), r.detach(), scores.detach(), indices, out.unet_calls)

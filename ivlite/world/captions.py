@@ -84,36 +84,27 @@ class Scene:
     def from_caption(cls, text: str) -> Scene:
         """Parse a caption made by :attr:`caption` (case, spacing and a final '.' are ignored).
 
-        Raises ValueError naming the first word that does not fit the template.
+        Raises ValueError naming the first word that does not fit the template
+        ``a <colour> <shape> moving <left|right|up|down>[ on a striped background]``.
         """
         words = text.strip().rstrip(".").lower().split()
-        expected = ["a", "<colour>", "<shape>", "moving", "<direction>"]
-        if len(words) < 5:
-            raise ValueError(f"caption {text!r} is too short; expected 'a <colour> <shape> moving "
-                             f"<left|right|up|down>[ on a striped background]'")
-        _expect(words[0], {"a"}, "article", text)
-        _expect(words[1], set(COLOURS), "colour", text)
-        _expect(words[2], set(SHAPES), "shape", text)
-        _expect(words[3], {"moving"}, "word", text)
-        _expect(words[4], {"left", "right", "up", "down"}, "direction", text)
-        rest = words[len(expected):]
-        background = "plain"
-        if rest:
-            tail = ["on", "a", "striped", "background"]
-            for i, word in enumerate(rest):
-                if i >= len(tail):
-                    raise ValueError(f"unexpected word {word!r} in caption {text!r}")
-                _expect(word, {tail[i]}, "background word", text)
-            if len(rest) < len(tail):
-                raise ValueError(f"caption {text!r} ends early; expected 'on a striped background'")
-            background = "striped"
+        slots: list[tuple[str, set[str]]] = [
+            ("article", {"a"}), ("colour", set(COLOURS)), ("shape", set(SHAPES)),
+            ("word", {"moving"}), ("direction", {"left", "right", "up", "down"}),
+        ]
+        if len(words) > len(slots):  # only the striped background adds words
+            slots += [("background word", {w}) for w in ("on", "a", "striped", "background")]
+        for i, (kind, allowed) in enumerate(slots):
+            if i >= len(words):
+                raise ValueError(f"caption {text!r} ends after {len(words)} words; expected "
+                                 f"a {kind} ({sorted(allowed)})")
+            if words[i] not in allowed:
+                raise ValueError(f"unknown {kind} {words[i]!r} in caption {text!r}; "
+                                 f"expected one of {sorted(allowed)}")
+        if len(words) > len(slots):
+            raise ValueError(f"unexpected word {words[len(slots)]!r} in caption {text!r}")
+        background = "striped" if len(words) > 5 else "plain"
         return cls(words[1], words[2], f"moving {words[4]}", background)
-
-
-def _expect(word: str, allowed: set[str], kind: str, text: str) -> None:
-    if word not in allowed:
-        raise ValueError(f"unknown {kind} {word!r} in caption {text!r}; "
-                         f"expected one of {sorted(allowed)}")
 
 
 def as_scene(scene_or_caption: Scene | str) -> Scene:

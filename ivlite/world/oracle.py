@@ -9,9 +9,10 @@ never as a differentiable training reward. Given a clip (F, 3, H, W) in [-1, 1] 
    coverage = each pixel's position on the background -> object colour line. Working relative to
    the object's own colour makes it insensitive to wash-out and low contrast; the striped
    background is grey and faint (< 0.1 of the peak);
-2. detects colour (nearest of the 6 hues of the interior's mean colour), shape (triangle from
-   the skew of the vertical mass distribution, which survives blur; square vs circle from the
-   bounding-box fill ratio, 1 vs pi/4) and motion (least-squares slope of the centroid trajectory:
+2. detects colour (nearest of the 6 hues of the interior's mean colour), shape (a shapeless
+   blob if the edge is too soft for the object's size; else triangle from the skew of the
+   vertical mass distribution, which survives blur; else square vs circle from the bounding-box
+   fill ratio, 1 vs pi/4) and motion (least-squares slope of the centroid trajectory:
    axis, sign, and a minimum travel);
 3. scores per-frame quality (edge sharpness relative to a crisp anti-aliased edge, saturation,
    contrast, pixel noise) and temporal consistency (centroid jitter from second differences,
@@ -27,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .captions import COLOUR_HUES, MOTION_DIRECTIONS, SHAPES, Scene, as_scene
+from .captions import COLOUR_HUES, MOTION_DIRECTIONS, Scene, as_scene
 
 MIN_PEAK = 0.06            # object-vs-background distance below which a frame has no object
 PROMINENCE = 2.0           # the object's peak distance must exceed the background clutter this much
@@ -40,6 +41,7 @@ MAX_CROSS_TRAVEL = 0.5     # travel across the motion axis must stay below this 
 SHAPE_FILL = {"circle": np.pi / 4, "square": 1.0, "triangle": 0.5}
 SKEW_RAMP = (0.10, 0.28)   # -skew over which the triangle probability rises from 0 to 1
 FILL_RAMP = (0.84, 0.94)   # fill over which a non-triangle goes from circle to square
+HALO_RAMP = (3.4, 3.9)     # halo over which an object goes from a shape to a shapeless blob
 # Mean of the 8 strongest gradients / object contrast, measured over all 144 scenes: crisp
 # 0.79 .. 1.05, blur sigma 0.5: 0.72, 0.8: 0.46, 1.6: 0.25 (about 0.4 / sigma past 0.8).
 SHARPNESS_REF = 0.78
@@ -62,6 +64,7 @@ class FrameAnalysis:
     centroid: np.ndarray     # (F, 2) (x, y) px, y down
     fill: np.ndarray         # (F,) area / (tallest column sum * widest row sum)
     skew: np.ndarray         # (F,) skewness of the object's mass along y (down)
+    halo: np.ndarray         # (F,) soft-edge measure: 1 crisp, ~2-3 blurred, > 4 gaussian blob
     object_rgb: np.ndarray   # (F, 3) mean colour of the object's interior, [0, 1]
     background_rgb: np.ndarray  # (F, 3) median colour of the frame, [0, 1]
     sharpness: np.ndarray    # (F,) [0, 1]
@@ -178,12 +181,13 @@ def analyse_frames(clip: Any) -> FrameAnalysis:
     interior = (blob & (dist >= 0.9 * peak[:, None, None]))[:, None]      # (F, 1, H, W)
     object_rgb = (x * interior).sum(axis=(2, 3)) / np.maximum(interior.sum(axis=(2, 3)), 1)
     coverage = _coverage(x, background, object_rgb, region)
-    area, centroid, fill, skew = _shape_features(coverage)
+    area, centroid, fill, skew, halo = _shape_features(coverage)
     size = x.shape[-2] * x.shape[-1]
     present = (peak > MIN_PEAK) & (peak >= PROMINENCE * _clutter(dist, region, peak)) \
         & (area >= MIN_AREA * size) & (region.mean(axis=(1, 2)) <= MAX_REGION)
     return FrameAnalysis(
         present=present, coverage=coverage, area=area, centroid=centroid, fill=fill, skew=skew,
+        halo=halo,
         object_rgb=object_rgb, background_rgb=background,
         sharpness=_sharpness(x, peak), saturation=_saturation(object_rgb),
         contrast=_contrast(object_rgb, x), noise=_noise(x, region),
@@ -239,14 +243,19 @@ def _coverage(x: np.ndarray, background: np.ndarray, object_rgb: np.ndarray,
 
 
 def _shape_features(coverage: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Area (F,), centroid (F, 2) as (x, y) px, fill (F,) and skew (F,) of soft masks (F, H, W).
+    """Area, centroid (F, 2) as (x, y) px, fill, skew and halo, each (F,), of masks (F, H, W).
 
-    Both shape features come from column and row sums, which average pixel noise away:
+    fill and skew come from column and row sums, which average pixel noise away:
     - fill = area / (tallest column x widest row): the bounding-box fill ratio of a convex shape,
       square 1, circle pi / 4 (profiles smoothed [1, 2, 1] so that noise cannot raise a max);
     - skew of the vertical mass distribution: 0 for circle and square, -0.57 for an upward
       triangle (mass grows towards its base). Blur keeps the third cumulant and only widens the
       variance, so the skew stays clearly negative (-0.3 at sigma 1.6) where the fill does not.
+    fill alone cannot tell a square from a blob: any separable profile g(x) g(y), a gaussian
+    included, has fill 1. So
+    - halo = pixels at >= 0.25 / pixels at >= 0.75 of the 3x3-smoothed mask: how soft the edge is
+      relative to the object's size. Measured: world clips 1.5 .. 3.3 (blur sigma 1.6 on the
+      smallest triangles), gaussian blobs of any width 4.1 .. 6.5.
     """
     h, w = coverage.shape[-2:]
     xs, ys = np.arange(w) + 0.5, np.arange(h) + 0.5
@@ -260,7 +269,9 @@ def _shape_features(coverage: np.ndarray) -> tuple[np.ndarray, ...]:
     dy = ys[None, :] - centroid[:, 1:2]
     variance = np.maximum((rows * dy ** 2).sum(axis=1) / safe_area, 1e-6)
     skew = (rows * dy ** 3).sum(axis=1) / safe_area / variance ** 1.5
-    return area, centroid, fill, skew
+    smooth = _box3(coverage)
+    halo = (smooth >= 0.25).sum(axis=(1, 2)) / np.maximum((smooth >= 0.75).sum(axis=(1, 2)), 1)
+    return area, centroid, fill, skew, halo
 
 
 def _smooth_profile(profile: np.ndarray) -> np.ndarray:
@@ -321,31 +332,43 @@ def detect_colour(object_rgb: np.ndarray) -> str | None:
     return min(COLOUR_HUES, key=lambda name: float(_hue_distance(hue, COLOUR_HUES[name])))
 
 
-def shape_probabilities(fill: float, skew: float) -> dict[str, float]:
-    """Soft shape classifier (values sum to 1) from the fill ratio and the vertical skew.
+def shape_probabilities(fill: float, skew: float, halo: float) -> dict[str, float]:
+    """Soft shape classifier over circle, square, triangle and "blob" (values sum to 1).
 
-    Triangle: linear ramp from skew -0.10 (0) to -0.28 (1). Among the rest, square: ramp from
-    fill 0.84 (0) to 0.94 (1). Measured on 1,200 degraded renders (1-2 degradations each):
-    triangles' skew -0.62 .. -0.29, circles' and squares' -0.02 .. +0.04 (up to +-0.11 with
-    strong noise); circles' fill 0.78 .. 0.85 (blur raises it), squares' 0.935 .. 1.01.
+    Blob (no recognisable shape): ramp from halo 3.4 (0) to 3.9 (1). Triangle: ramp from skew
+    -0.10 (0) to -0.28 (1). Square vs circle: ramp from fill 0.84 (0) to 0.94 (1). Measured on
+    1,200 renders with 1-2 degradations each: triangles' skew -0.62 .. -0.29, circles' and
+    squares' -0.02 .. +0.04 (up to +-0.11 with strong noise); circles' fill 0.78 .. 0.85 (blur
+    raises it), squares' 0.935 .. 1.01; halo at most 3.3.
     """
-    triangle = float(np.clip((-skew - SKEW_RAMP[0]) / (SKEW_RAMP[1] - SKEW_RAMP[0]), 0.0, 1.0))
-    square = float(np.clip((fill - FILL_RAMP[0]) / (FILL_RAMP[1] - FILL_RAMP[0]), 0.0, 1.0))
-    return {"circle": (1 - triangle) * (1 - square), "square": (1 - triangle) * square,
-            "triangle": triangle}
+    blob = _ramp(halo, *HALO_RAMP)
+    triangle = _ramp(-skew, *SKEW_RAMP)
+    square = _ramp(fill, *FILL_RAMP)
+    shaped = 1.0 - blob
+    return {"circle": shaped * (1 - triangle) * (1 - square),
+            "square": shaped * (1 - triangle) * square,
+            "triangle": shaped * triangle, "blob": blob}
 
 
-def detect_shape(fill: float, skew: float) -> str:
-    """Most likely shape; ties (exactly at a threshold) go to the earlier of circle, square."""
-    probs = shape_probabilities(fill, skew)
-    return max(SHAPES, key=lambda name: probs[name])
+def _ramp(value: float, low: float, high: float) -> float:
+    """0 below ``low``, 1 above ``high``, linear between."""
+    return float(np.clip((value - low) / (high - low), 0.0, 1.0))
+
+
+def detect_shape(fill: float, skew: float, halo: float) -> str | None:
+    """Most likely shape, or None for a shapeless blob; ties go to circle, square, triangle."""
+    probs = shape_probabilities(fill, skew, halo)
+    best = max(probs, key=lambda name: probs[name])
+    return None if best == "blob" else best
 
 
 def detect_motion(centroid: np.ndarray, present: np.ndarray, size: int,
                   ) -> tuple[str | None, np.ndarray]:
     """Direction of a centroid trajectory (F, 2), or None if it barely moves or moves diagonally.
 
-    The displacement is the least-squares slope over the frames with an object, times (F - 1):
+    ``size`` is the frame width in px: the travel must reach MIN_TRAVEL * size (4.8 px at 32;
+    the world's clips travel 9.6 .. 14.4 px) and the cross-axis travel stay below half of it.
+    The displacement is the least-squares slope over the frames with an object, times (F - 1);
     one outlier frame cannot flip it. Returns (motion, displacement (dx, dy) in px).
     """
     t = np.flatnonzero(present).astype(np.float64)
@@ -409,15 +432,16 @@ def evaluate(clip: Any, caption: Scene | str) -> OracleResult:
         colour = detect_colour(frames.object_rgb[present])
         fill = float(np.median(frames.fill[present]))
         skew = float(np.median(frames.skew[present]))
-        shape: str | None = detect_shape(fill, skew)
+        halo = float(np.median(frames.halo[present]))
+        shape = detect_shape(fill, skew, halo)
     else:
-        colour, fill, skew, shape = None, float("nan"), float("nan"), None
+        colour, fill, skew, halo, shape = None, np.nan, np.nan, np.nan, None
     motion, displacement = detect_motion(frames.centroid, present, size)
     consistency, parts = temporal_consistency(frames)
     qualities = frames.quality
-    details = {"fill": fill, "skew": skew, "dx": float(displacement[0]), "dy": float(displacement[1]),
-               "hue": float(hue_degrees(frames.object_rgb[present].mean(axis=0)))
-               if present.any() else float("nan"), **parts}
+    hue = hue_degrees(frames.object_rgb[present].mean(axis=0)) if present.any() else np.nan
+    details = {"fill": fill, "skew": skew, "halo": halo, "hue": float(hue),
+               "dx": float(displacement[0]), "dy": float(displacement[1]), **parts}
     return OracleResult(
         colour=colour, shape=shape, motion=motion,
         colour_ok=colour == scene.colour, shape_ok=shape == scene.shape,
@@ -450,10 +474,15 @@ def preference(clip_a: Any, clip_b: Any, caption: Scene | str) -> int:
 
 
 def judge_frame(frame: Any, caption: Scene | str) -> float:
-    """Hidden per-frame rule in [0, 1] for labelling image preference pairs: 0.6 x alignment + 0.4
-    x quality. Alignment averages soft matches of colour (1 at the caption's hue, 0 at 60 degrees
-    off or for a grey object) and shape (the caption's shape probability from
-    :func:`shape_probabilities`); a frame with no object scores 0. ``frame``: (3, H, W) in [-1, 1], numpy or torch.
+    """Hidden per-frame rule in [0, 1] for labelling image preference pairs.
+
+    0.6 x alignment + 0.4 x quality. Alignment averages soft matches of colour (1 at the
+    caption's hue, 0 at 60 degrees off or for a grey object) and shape (the caption's shape
+    probability from :func:`shape_probabilities`, 0 for a blob); quality is the frame's
+    :attr:`FrameAnalysis.quality`. A frame with no object scores 0. A wrong colour or shape costs
+    0.3, a degradation 0.4 x its quality loss: at most 0.2 in the world (frame quality >= 0.5
+    measured over 500 clips with 1-2 degradations), so text alignment dominates.
+    ``frame``: (3, H, W) in [-1, 1], numpy or torch.
     """
     scene = as_scene(caption)
     frames = analyse_frames(frame[None])  # works for numpy and torch alike
@@ -465,6 +494,7 @@ def judge_frame(frame: Any, caption: Scene | str) -> float:
     else:
         off = float(_hue_distance(hue_degrees(rgb), COLOUR_HUES[scene.colour]))
         colour_match = max(0.0, 1.0 - off / 60.0)
-    shape_match = shape_probabilities(float(frames.fill[0]), float(frames.skew[0]))[scene.shape]
+    shape_match = shape_probabilities(
+        float(frames.fill[0]), float(frames.skew[0]), float(frames.halo[0]))[scene.shape]
     alignment = 0.5 * (colour_match + shape_match)
     return float(0.6 * alignment + 0.4 * frames.quality[0])

@@ -9,7 +9,8 @@ Like web video, clips vary in quality (:class:`Quality`): most are decent, some 
 washed out, low in contrast, shaky (per-frame camera offsets), flickering or noisy. Reward
 fine-tuning is meant to move the model towards the good end of that range.
 
-Everything is pure numpy and deterministic in ``seed``; ~0.3 ms per clip at 16x32x32.
+Everything is pure numpy and deterministic in ``seed``: about 0.3 ms for a clean 16x32x32 clip,
+~500 clips/s for :func:`make_dataset` with sampled qualities on 2 busy CPU cores.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class Quality:
 
 CLEAN = Quality()
 
-# (probability weight, sampler) per kind of degradation; ranges keep the object recognisable.
+# One sampler per kind of degradation, drawn uniformly. The ranges keep the object recognisable:
+# the oracle reads colour, shape and motion right on 100% of such clips (see tests/test_world.py).
 _DEGRADATIONS = {
     "blur": lambda rng: {"blur": rng.uniform(0.8, 1.6)},
     "washed_out": lambda rng: {"saturation": rng.uniform(0.3, 0.6),
@@ -89,7 +91,8 @@ _DEGRADATIONS = {
 
 
 def sample_quality(rng: np.random.Generator, decent_fraction: float = 0.5) -> Quality:
-    """Draw a web-video-like quality: ``decent_fraction`` nearly crisp, the rest 1-2 degradations."""
+    """Draw a web-video-like quality: ``decent_fraction`` nearly crisp, the rest with one
+    degradation (70%) or two (30%) of blur, wash-out, low contrast, jitter, flicker, noise."""
     if rng.random() < decent_fraction:
         return Quality(blur=rng.uniform(0.0, 0.3), saturation=rng.uniform(0.9, 1.0),
                        contrast=rng.uniform(0.9, 1.0), noise=rng.uniform(0.0, 0.01))
@@ -115,12 +118,11 @@ def shape_half_extent(shape: str, radius: float) -> tuple[float, float]:
 
 
 def shape_sdf(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:
-    """Signed distance (px, negative inside) from offsets (dx, dy) to the shape's bbox centre.
+    """Exact signed distance (px, negative inside) of points at offsets (dx, dy) from the shape's
+    bounding-box centre. dx, dy broadcast together (e.g. (F, 1, W) and (F, H, 1)).
 
-    dx, dy broadcast together (e.g. (F, 1, W) and (F, H, 1)). The triangle points up (y grows
-    down the image) and is centred on its bounding box, not its centroid, so all shapes share the
-    same notion of "position". Its distance is the max over the three edge half-planes: exact
-    inside, slightly low outside near the vertices, which only matters within the 1-px AA ramp.
+    Exactness matters for anti-aliasing: an underestimate outside a vertex (e.g. the max over a
+    triangle's edge half-planes) would smear the apex a pixel beyond the bounding box.
     """
     if shape == "circle":
         return np.sqrt(dx * dx + dy * dy) - radius
@@ -129,12 +131,26 @@ def shape_sdf(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> np.n
         outside = np.sqrt(np.maximum(qx, 0.0) ** 2 + np.maximum(qy, 0.0) ** 2)
         return outside + np.minimum(np.maximum(qx, qy), 0.0)
     if shape == "triangle":
-        big = TRIANGLE_SCALE * radius
-        cy = dy - 0.25 * big  # bbox spans [-0.75, 0.75] * big; the centroid is 0.25 * big lower
-        inradius = 0.5 * big
-        s = np.sqrt(3.0) / 2.0
-        return np.maximum(np.maximum(cy, s * dx - 0.5 * cy), -s * dx - 0.5 * cy) - inradius
+        return _triangle_sdf(dx, dy, TRIANGLE_SCALE * radius)
     raise ValueError(f"unknown shape {shape!r}")
+
+
+def _triangle_sdf(dx: np.ndarray, dy: np.ndarray, circumradius: float) -> np.ndarray:
+    """Exact distance to an equilateral triangle pointing up, centred on its bounding box.
+
+    After I. Quilez's sdEquilateralTriangle: fold the plane onto one edge by symmetry, then
+    measure the distance to that segment. The bbox spans [-0.75, 0.75] x circumradius vertically
+    and the centroid sits 0.25 x circumradius below the bbox centre (image y grows down).
+    """
+    k = np.sqrt(3.0)
+    half_side = k / 2.0 * circumradius
+    px = np.abs(dx) - half_side
+    py = -(dy - 0.25 * circumradius) + half_side / k  # y up, base edge on py = 0
+    fold = px + k * py > 0.0
+    qx = np.where(fold, (px - k * py) / 2.0, px)
+    qy = np.where(fold, (-k * px - py) / 2.0, py)
+    qx = qx - np.clip(qx, -2.0 * half_side, 0.0)
+    return -np.sqrt(qx * qx + qy * qy) * np.sign(qy)
 
 
 def gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
@@ -163,7 +179,7 @@ def _trajectory(scene: Scene, radius: float, jitter: float, frames: int, size: i
     half = np.array(shape_half_extent(scene.shape, radius))
     margin = 1.0 + jitter
     lo, hi = half + margin, size - half - margin  # allowed centre range per axis
-    travel = min(rng.uniform(*DISPLACEMENT_RANGE) * size, hi[axis] - lo[axis])
+    travel = max(min(rng.uniform(*DISPLACEMENT_RANGE) * size, hi[axis] - lo[axis]), 0.0)
     start = rng.uniform(lo, hi)
     # Place the start along the motion axis so that start + travel * direction stays in range.
     start[axis] = rng.uniform(lo[axis], hi[axis] - travel)
