@@ -44,16 +44,17 @@ def generate(unet: torch.nn.Module, scheduler: DDIMScheduler, shape: tuple[int, 
              cond: torch.Tensor, uncond: torch.Tensor | None, *, ddim_steps: int = 20,
              grad_steps: int = 0, guidance_scale: float = 3.0, eta: float = 0.0,
              generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
-             device=None, record: bool = False,
+             device=None, dtype: torch.dtype = torch.float32, record: bool = False,
              on_step: Callable[[int, int], None] | None = None) -> ChainResult:
     """Text-to-video from pure noise through all D steps (sampling; DRaFT-K when grad_steps = K).
 
     ``shape`` is the latent shape (B, C, F, h, w). DDIM with ``init_noise_sigma`` = 1, so the
-    initial latents are the noise itself, as in ``TextToVideoSDPipeline``.
+    initial latents are the noise itself, as in ``TextToVideoSDPipeline``. The chain's state is
+    kept in ``dtype`` (float32 by default, whatever the UNet's precision).
     """
     sched = ddim_scheduler(scheduler, ddim_steps)
     if noise is None:
-        noise = sample_noise(shape, generator=generator, device=device)
+        noise = sample_noise(shape, generator=generator, device=device, dtype=dtype)
     latents = noise * sched.init_noise_sigma
     return run_chain(unet, sched, latents, sched.timesteps, cond, uncond,
                      guidance_scale=guidance_scale, grad_steps=grad_steps, eta=eta,

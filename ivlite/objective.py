@@ -52,7 +52,7 @@ def instructvideo_objective(model: VideoModel, reward: Reward, x0: torch.Tensor,
                    offset_noise=cfg.offset_noise, **chain_kw)
     else:
         out = generate(model.unet, model.scheduler, tuple(x0.shape), cond, uncond,
-                       device=x0.device, **chain_kw)
+                       device=x0.device, dtype=x0.dtype, **chain_kw)
     indices = sample_frame_indices(b, f, cfg.segments, cfg.frame_sampling, generator=generator,
                                    device=x0.device)
     frames = decode_segments(model.vae, out.latents, indices,
