@@ -1,0 +1,78 @@
+"""The tiny world's text-to-video model: ModelScopeT2V's classes at a CPU-friendly size.
+
+Same diffusers/transformers classes as the real model, so every code path of the engine runs
+unchanged on both: an ``AutoencoderKL`` (32x32 frames -> 4x8x8 latents), a
+``UNet3DConditionModel`` with spatial and temporal convolutions and attention, a ``CLIPTextModel``
+fed by the real CLIP BPE tokenizer, and ModelScope's DDIM noise schedule.
+
+Shipped weights live in ``ivlite/assets/tiny_world/`` (fp16 safetensors, token tables trimmed to
+the world's vocabulary, SHA-256 manifest); :func:`load_tiny_world` loads them offline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet3DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from ..models import VideoModel, modelscope_scheduler
+from ..tokenizer import clip_tokenizer
+from .assets import ASSET_ROOT, load_weights, verify_manifest
+
+WORLD_DIR = ASSET_ROOT / "tiny_world"
+TOKEN_TABLE = "token_embedding.weight"  # a key suffix: see assets.save_weights
+
+VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=4, sample_size=32, layers_per_block=1,
+    block_out_channels=(32, 64, 64), down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=16, scaling_factor=1.0)
+
+UNET_CONFIG = dict(
+    sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+    block_out_channels=(64, 128), down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D"),
+    up_block_types=("CrossAttnUpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=64,
+    attention_head_dim=4, norm_num_groups=16)
+
+TEXT_CONFIG = dict(
+    vocab_size=49408, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+    num_attention_heads=4, max_position_embeddings=77, projection_dim=64, bos_token_id=49406,
+    eos_token_id=49407, pad_token_id=0)
+
+
+def build_vae(config: dict | None = None) -> AutoencoderKL:
+    return AutoencoderKL(**(config or VAE_CONFIG))
+
+
+def build_unet(config: dict | None = None) -> UNet3DConditionModel:
+    return UNet3DConditionModel(**(config or UNET_CONFIG))
+
+
+def build_text_encoder(config: dict | None = None) -> CLIPTextModel:
+    return CLIPTextModel(CLIPTextConfig(**(config or TEXT_CONFIG)))
+
+
+def load_tiny_world(folder: str | Path | None = None, *, verify: bool = True) -> VideoModel:
+    """The shipped tiny text-to-video model (no network). Checksums are verified first."""
+    folder = Path(folder or WORLD_DIR)
+    files = ["vae/config.json", "vae/model.safetensors", "unet/config.json",
+             "unet/model.safetensors", "text_encoder/config.json",
+             "text_encoder/model.safetensors"]
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"tiny world weights not found in {folder} (missing {missing[0]}); "
+                                f"train them with `python -m ivlite.world.train_t2v`")
+    if verify:
+        verify_manifest(folder, files)
+
+    def config(name: str) -> dict:
+        return json.loads((folder / name / "config.json").read_text())["model"]
+
+    vae, unet = build_vae(config("vae")), build_unet(config("unet"))
+    text = build_text_encoder(config("text_encoder"))
+    vae.load_state_dict(load_weights(folder / "vae" / "model.safetensors"))
+    unet.load_state_dict(load_weights(folder / "unet" / "model.safetensors"))
+    text.load_state_dict(load_weights(folder / "text_encoder" / "model.safetensors"))
+    return VideoModel(unet, vae, text, clip_tokenizer(), modelscope_scheduler()).freeze()

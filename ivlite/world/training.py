@@ -1,0 +1,90 @@
+"""Shared plumbing of the tiny world's training scripts: resumable state, logs, seeding.
+
+Each script writes into its run folder ``state/`` (model, EMA and optimizer tensors as safetensors,
+the step and settings as JSON), replaced atomically every ``--save-every`` steps, and appends one
+JSON line per logged step to ``log.jsonl``. ``--resume`` reloads the state and continues; every
+random draw of step n comes from a generator seeded with (seed, n), so a resumed run follows the
+same trajectory as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..state import optimizer_from_files, optimizer_to_files
+
+
+def step_rng(seed: int, step: int, stream: str = "") -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}/{step}/{stream}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def save_state(run_dir: Path, step: int, modules: dict[str, torch.nn.Module],
+               optimizer: torch.optim.Optimizer, info: dict) -> None:
+    """Atomically replace ``run_dir/state`` with the current modules, optimizer and ``info``."""
+    final, tmp = run_dir / "state", run_dir / ".state.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, module in modules.items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+                  tmp / f"{name}.safetensors")
+    tensors, rest = optimizer_to_files(optimizer)
+    save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": rest, **info}))
+    old = run_dir / ".state.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_state(run_dir: Path, modules: dict[str, torch.nn.Module],
+               optimizer: torch.optim.Optimizer) -> dict:
+    """Load ``run_dir/state`` (or the previous one if a crash hit between two renames)."""
+    folder = run_dir / "state"
+    if not (folder / "state.json").is_file():
+        folder = run_dir / ".state.old"
+    info = json.loads((folder / "state.json").read_text())
+    for name, module in modules.items():
+        module.load_state_dict(load_file(folder / f"{name}.safetensors"))
+    optimizer.load_state_dict(optimizer_from_files(load_file(folder / "optimizer.safetensors"),
+                                                   info["optimizer"]))
+    return info
+
+
+def has_state(run_dir: Path) -> bool:
+    return (run_dir / "state" / "state.json").is_file() or \
+        (run_dir / ".state.old" / "state.json").is_file()
+
+
+def append_log(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "log.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def truncate_log(run_dir: Path, step: int) -> None:
+    """Forget log lines past ``step`` (a resumed run recomputes them)."""
+    path = run_dir / "log.jsonl"
+    if path.is_file():
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except ValueError:
+                continue
+        path.write_text("".join(k + "\n" for k in keep))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
