@@ -1,4 +1,4 @@
-"""The ``ivlite`` command: ``finetune``, ``sample`` and ``evaluate``.
+"""The ``ivlite`` command: ``finetune``, ``sample``, ``evaluate`` and ``demo``.
 
 Every field of :class:`~ivlite.config.Config` is a flag (``--tau 0.5``, ``--lambda-tar 2``,
 ``--prompts "[a cat, a dog]"``; values are read as YAML), applied over ``--preset`` and then
@@ -115,6 +115,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .world.demo import run_demo, summary_table
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        if not args.force:
+            raise ConfigError(f"--out {str(out)!r} is not empty; pass --force to replace it or "
+                              f"choose another --out")
+        shutil.rmtree(out)
+    if args.steps is not None and args.steps < 1:
+        raise ConfigError(f"--steps={args.steps} must be an integer >= 1")
+    metrics = run_demo(out, steps=args.steps)
+    print(summary_table(metrics), end="")
+    print(f"{metrics['steps']} steps in {metrics['seconds']:.0f} s; videos, reward curve, adapter "
+          f"and metrics.json in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivlite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seeds", type=int, default=1, help="clips per prompt")
         _add_config_flags(p)
         p.set_defaults(func=func)
+    p = sub.add_parser("demo", help="InstructVideo on the tiny world, before/after evidence")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: preset's)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

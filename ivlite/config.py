@@ -36,7 +36,8 @@ class Config:
 
     # --- data -----------------------------------------------------------------------------------
     data: str = "generated"
-    """``generated`` (clips the base model makes for the prompts, cached) or a folder of clips."""
+    """``generated`` (clips the base model makes for the prompts, cached), ``world`` (clips of the
+    tiny world's in-domain scenes) or a folder with captions.csv."""
     prompts: list[str] = field(default_factory=lambda: [
         "a red circle moving left", "a blue square moving up",
         "a green triangle moving right", "a yellow circle moving down"])
@@ -217,6 +218,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny-random": {"model": "tiny-random", "reward": "tiny-random-clip", "height": 32,
                     "width": 32, "max_steps": 4, "save_every": 2, "learning_rate": 1e-3,
                     "warmup_steps": 1},
+    # The tiny world: its shipped text-to-video model, its learned preference reward, its clips.
+    "tiny-world": {"model": "tiny-world", "reward": "tiny-hps", "data": "world", "height": 32,
+                   "width": 32, "max_steps": 200, "learning_rate": 2e-4, "save_every": 50,
+                   "prompts": ["a red circle moving left"]},
     # ModelScopeT2V + HPSv2 as in the paper (batch 8 = 2 per GPU x 4 GPUs; here 1 x accumulation).
     "modelscope": {"model": "damo-vilab/text-to-video-ms-1.7b", "reward": "hpsv2",
                    "height": 256, "width": 256, "max_steps": 20000, "batch_size": 1,

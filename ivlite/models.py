@@ -145,6 +145,10 @@ def load_video_model(name_or_path: str, *, dtype: torch.dtype = torch.float32,
     """
     if name_or_path == "tiny-random":
         return tiny_random_model()
+    if name_or_path == "tiny-world":
+        from .world.tiny_models import load_tiny_world
+
+        return load_tiny_world()
     local = Path(name_or_path)
     if local.exists() and not (local / "unet").is_dir():
         raise FileNotFoundError(f"model={name_or_path!r}: a local model folder must contain unet/, "

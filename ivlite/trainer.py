@@ -77,9 +77,9 @@ def check_environment(cfg: Config) -> None:
         parse_reward_spec(cfg.reward)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if cfg.data != "generated" and not (Path(cfg.data) / "captions.csv").is_file():
-        raise ConfigError(f"data={cfg.data!r}: expected 'generated' or a folder containing "
-                          f"captions.csv")
+    if cfg.data not in ("generated", "world") and not (Path(cfg.data) / "captions.csv").is_file():
+        raise ConfigError(f"data={cfg.data!r}: expected 'generated', 'world' or a folder "
+                          f"containing captions.csv")
     if cfg.model != "tiny-random" and Path(cfg.model).exists() \
             and not (Path(cfg.model) / "unet").is_dir():
         raise ConfigError(f"model={cfg.model!r}: a local model folder must contain unet/, vae/, "
@@ -87,6 +87,10 @@ def check_environment(cfg: Config) -> None:
 
 
 def load_clips(cfg: Config, model: VideoModel) -> LatentClips:
+    if cfg.data == "world":
+        from .world.data import world_clips
+
+        return world_clips(model, "in_domain", seed=cfg.seed, num_frames=cfg.num_frames)
     if cfg.data == "generated":
         return generated_clips(model, cfg.prompts, model_name=cfg.model, num_frames=cfg.num_frames,
                                height=cfg.height, width=cfg.width, ddim_steps=cfg.ddim_steps,

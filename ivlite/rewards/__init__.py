@@ -16,7 +16,14 @@ _REGISTRY: dict[str, Callable[[str | None], Reward]] = {
     "tiny-random-clip": lambda ckpt: ClipReward(tiny_random_clip(), clip_tokenizer_fn()),
     "hpsv2": lambda ckpt: hps_reward("v2", ckpt),
     "hpsv2.1": lambda ckpt: hps_reward("v2.1", ckpt),
+    "tiny-hps": lambda ckpt: _tiny_hps(ckpt),
 }
+
+
+def _tiny_hps(folder: str | None) -> Reward:
+    from ..world.reward_model import load_tiny_reward
+
+    return load_tiny_reward(folder)
 
 
 def register_reward(name: str, factory: Callable[[str | None], Reward]) -> None:

@@ -264,8 +264,13 @@ def contrastive_step(model, bank: TextBank, settings: Settings, step: int
                                       base_training_scenes(), settings.batch)
     tokens, texts, _ = bank.unique([s.caption for s in shown])
     image, text = encode(model, frames, tokens)
-    loss = contrastive_loss(image, text, positives(shown, texts), logit_scale(model))
-    return loss, {"contrastive": float(loss)}
+    positive = positives(shown, texts)
+    loss = contrastive_loss(image, text, positive, logit_scale(model))
+    # Share of frames whose best caption in the batch fits them: a readable learning signal,
+    # since the multi-positive loss cannot reach 0.
+    best = (image @ text.T).argmax(1)
+    retrieval = positive[torch.arange(len(best)), best].float().mean().item()
+    return loss, {"contrastive": loss.item(), "train_retrieval": retrieval}
 
 
 def preference_step(model, bank: TextBank, settings: Settings, step: int
@@ -290,7 +295,7 @@ def preference_step(model, bank: TextBank, settings: Settings, step: int
     bt = preference_loss(better, worse, scale)
     reg = contrastive_loss(image, text, positives(shown, texts), scale)
     accuracy = float((better > worse).float().mean())
-    return bt + settings.regulariser * reg, {"preference": float(bt), "contrastive": float(reg),
+    return bt + settings.regulariser * reg, {"preference": bt.item(), "contrastive": reg.item(),
                                              "train_pair_accuracy": accuracy}
 
 
@@ -492,7 +497,7 @@ def train(out: Path, settings: Settings, *, resume: bool = False, checkpoint_eve
         if state["step"] % log_every == 0 or state["step"] == settings.total_steps:
             elapsed = time.perf_counter() - started
             entry = {"step": state["step"], "stage": stage, "lr": lr,
-                     "logit_scale": float(logit_scale(model)),
+                     "logit_scale": logit_scale(model).item(),
                      **{k: float(np.mean([w[k] for w in window])) for k in window[-1]}}
             state["log"].append(entry)
             window = []
