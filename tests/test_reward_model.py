@@ -76,7 +76,7 @@ def test_preference_pairs_are_judged_and_never_tied():
 
 def _train(out, *extra):
     return main(["--out", str(out), "--contrastive-steps", "3", "--preference-steps", "3",
-                 "--batch", "8", "--eval-pairs", "6", "--eval-frames", "6",
+                 "--batch", "8", "--eval-pairs", "4", "--eval-frames", "4",
                  "--checkpoint-every", "2", "--log-every", "2", *extra])
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..data import LatentClips
 from ..lora import set_lora_scale
 from ..models import VideoModel
 from ..rewards import Reward
@@ -99,7 +100,7 @@ def plot_rewards(log: list[dict], path: Path) -> Path:
 def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, per_split: int = 6,
              seeds: int = 2, gifs_per_split: int = 2, model: VideoModel | None = None,
              reward: Reward | None = None, config: Config | None = None,
-             progress: bool = True) -> dict:
+             clips: LatentClips | None = None, progress: bool = True) -> dict:
     """Run the demo; returns the metrics written to ``out/metrics.json``."""
     from ..models import load_video_model
     from ..rewards import build_reward
@@ -115,7 +116,7 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, per_spl
     score_kw = dict(seeds=seeds, ddim_steps=cfg.ddim_steps, guidance_scale=cfg.guidance_scale,
                     segments=cfg.segments)
     before, before_clips = score_model(model, reward, prompts, **score_kw)
-    result = finetune(cfg, model=model, reward=reward, progress=progress)
+    result = finetune(cfg, model=model, reward=reward, clips=clips, progress=progress)
     model.unet.eval()
     set_lora_scale(model.unet, 1.0)
     after, after_clips = score_model(model, reward, prompts, **score_kw)

@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,12 @@ def build_tiny_hps(config: dict[str, Any] | None = None) -> torch.nn.Module:
                           text_cfg=CLIPTextCfg(**config["text_cfg"]))
 
 
+@functools.lru_cache(maxsize=1)
 def tiny_hps_tokenizer():
-    """The real CLIP BPE tokenizer (list of N strings -> (N, 77) int64 ids), as HPSv2 uses."""
+    """The real CLIP BPE tokenizer (list of N strings -> (N, 77) int64 ids), as HPSv2 uses.
+
+    Built once per process (reading the BPE merges takes ~0.3 s); it holds no per-call state.
+    """
     from ..rewards.clip import clip_tokenizer_fn
 
     return clip_tokenizer_fn()

@@ -73,7 +73,7 @@ def train(args: argparse.Namespace) -> dict:
 def export(vae, frames: torch.Tensor, out: Path, args: argparse.Namespace) -> dict:
     """Measure held-out PSNR and the latent scale; write ``export/{config.json, model.safetensors}``."""
     vae.eval()
-    held_out = frame_pool(64, args.seed + 10_000)
+    held_out = frame_pool(args.held_out_clips, args.seed + 10_000)
     latents = torch.cat([vae.encode(held_out[i:i + 256]).latent_dist.mean
                          for i in range(0, len(held_out), 256)])
     recon = torch.cat([vae.decode(latents[i:i + 256]).sample for i in range(0, len(latents), 256)])
@@ -100,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=3e-5)
     p.add_argument("--clips", type=int, default=1024, help="world clips in the frame pool")
+    p.add_argument("--held-out-clips", type=int, default=64, help="clips for the final PSNR")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--save-every", type=int, default=250)

@@ -1,0 +1,123 @@
+"""The tiny world's text-to-video model: training scripts, the asset format, loading, the demo."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ivlite.world import train_t2v, train_vae
+from ivlite.world.assets import ASSET_ROOT, load_weights, save_weights, verify_manifest, \
+    write_manifest
+from ivlite.world.tiny_models import TEXT_CONFIG, TOKEN_TABLE, UNET_CONFIG, VAE_CONFIG, \
+    build_text_encoder, build_unet, build_vae, load_tiny_world
+
+SHIPPED = ASSET_ROOT / "tiny_world"
+
+
+def _write_world(folder, seed=0):
+    """A tiny-world folder in the shipped layout, from randomly initialised components."""
+    torch.manual_seed(seed)
+    for name, module, config, tables in (
+            ("vae", build_vae(), VAE_CONFIG, ()), ("unet", build_unet(), UNET_CONFIG, ()),
+            ("text_encoder", build_text_encoder(), TEXT_CONFIG, (TOKEN_TABLE,))):
+        save_weights(module.state_dict(), folder / name / "model.safetensors", token_tables=tables)
+        (folder / name / "config.json").write_text(json.dumps({"model": config}))
+    write_manifest(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def world_dir(tmp_path_factory):
+    return _write_world(tmp_path_factory.mktemp("world"))
+
+
+def test_trimmed_token_table_keeps_the_worlds_prompts_exact(tmp_path):
+    text = build_text_encoder().eval()
+    save_weights(text.state_dict(), tmp_path / "t.safetensors", token_tables=(TOKEN_TABLE,),
+                 dtype=torch.float32)
+    stored = load_file(tmp_path / "t.safetensors")
+    assert stored[[k for k in stored if k.endswith(".rows")][0]].shape[0] < 40  # not 49,408 rows
+    again = build_text_encoder().eval()
+    again.load_state_dict(load_weights(tmp_path / "t.safetensors"))
+    from ivlite.tokenizer import clip_tokenizer
+
+    ids = clip_tokenizer()(["a red circle moving left on a striped background", ""],
+                           padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids)[0], text(ids)[0])
+
+
+def test_world_folder_loads_offline_and_checks_checksums(world_dir, tmp_path):
+    model = load_tiny_world(world_dir)
+    assert model.vae_scale_factor == 4 and model.latent_shape(1, 16, 32, 32) == (1, 4, 16, 8, 8)
+    broken = shutil.copytree(world_dir, tmp_path / "broken")
+    path = broken / "unet" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        load_tiny_world(broken)
+    (broken / "vae" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="vae/model.safetensors"):
+        load_tiny_world(broken)
+
+
+def test_training_scripts_run_resume_and_export(tmp_path):
+    vae_args = ["--steps", "4", "--clips", "8", "--batch", "4", "--log-every", "1",
+                "--save-every", "2", "--held-out-clips", "2"]
+    train_vae.main(["--out", str(tmp_path / "vae")] + vae_args)
+    train_vae.main(["--out", str(tmp_path / "vae2"), *vae_args[:1], "2", *vae_args[2:]])
+    train_vae.main(["--out", str(tmp_path / "vae2"), "--resume"] + vae_args)
+    a = load_file(tmp_path / "vae" / "export" / "model.safetensors")
+    b = load_file(tmp_path / "vae2" / "export" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    config = json.loads((tmp_path / "vae" / "export" / "config.json").read_text())
+    assert config["model"]["scaling_factor"] > 0 and "held_out_psnr_db" in config["metrics"]
+
+    t2v_args = ["--vae", str(tmp_path / "vae" / "export"), "--image-steps", "2",
+                "--video-steps", "2", "--clips", "8", "--image-batch", "4", "--batch", "2",
+                "--eval-every", "2", "--eval-samples", "1", "--log-every", "1", "--save-every", "1"]
+    train_t2v.main(["--out", str(tmp_path / "t2v")] + t2v_args)
+    log = [json.loads(l) for l in (tmp_path / "t2v" / "log.jsonl").read_text().splitlines()]
+    assert [l["stage"] for l in log] == ["image", "image", "video", "video"]
+    assert "all_ok" in log[-1]["oracle"]
+    for part in ("unet", "text_encoder"):
+        assert (tmp_path / "t2v" / "export" / part / "model.safetensors").is_file()
+
+
+def test_demo_writes_every_file(world_dir, tmp_path):
+    from ivlite.config import Config
+    from ivlite.rewards import ClipReward
+    from ivlite.world.demo import run_demo, summary_table
+    from ivlite.world.data import world_clips
+    from ivlite.world.reward_model import build_tiny_hps, tiny_hps_tokenizer
+
+    model = load_tiny_world(world_dir)
+    reward = ClipReward(build_tiny_hps(), tiny_hps_tokenizer())
+    cfg = Config.preset("tiny-world", ddim_steps=4, save_every=1)
+    metrics = run_demo(tmp_path / "demo", steps=2, per_split=1, seeds=1, gifs_per_split=1,
+                       model=model, reward=reward, config=cfg, progress=False,
+                       clips=world_clips(model, clips=4))
+    out = tmp_path / "demo"
+    assert set(metrics["splits"]) == {"in_domain", "held_out", "out_of_domain"}
+    for split in metrics["splits"]:
+        for when in ("before", "after"):
+            assert (out / "videos" / split / f"0_{when}.gif").is_file()
+            assert set(metrics["splits"][split][when]) >= {"proxy_reward", "oracle_score",
+                                                           "temporal_consistency"}
+    assert (out / "reward_curve.png").stat().st_size > 1000
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 2
+    assert "| in_domain |" in summary_table(metrics)
+
+
+@pytest.mark.skipif(not (SHIPPED / "unet" / "model.safetensors").is_file(),
+                    reason="tiny world weights not shipped yet")
+def test_shipped_world_matches_checksums_and_samples_a_clip():
+    from ivlite.world.report import sample_clips
+
+    verify_manifest(SHIPPED)
+    clips = sample_clips(load_tiny_world(), ["a red circle moving left"], ddim_steps=20)
+    assert clips.shape == (1, 16, 3, 32, 32) and torch.isfinite(clips).all()
