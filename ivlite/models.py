@@ -69,11 +69,13 @@ class VideoModel:
         return self
 
     def freeze(self) -> "VideoModel":
-        """No gradients for any base weight; LoRA (added later) brings its own trainable ones."""
+        """Eval mode and no gradients for any base weight (LoRA brings its own trainable ones).
+
+        Eval mode matters: the 3D UNet's temporal convolutions carry dropout 0.1, which sampling
+        must not apply. The trainer switches the UNet back to train mode, as the official code.
+        """
         for module in (self.unet, self.vae, self.text_encoder):
-            module.requires_grad_(False)
-        self.vae.eval()
-        self.text_encoder.eval()
+            module.requires_grad_(False).eval()
         return self
 
     @torch.no_grad()

@@ -34,7 +34,8 @@ from .data import LatentClips, folder_clips, generated_clips
 from .lora import ADAPTER_NAME, add_lora, lora_config, save_adapter
 from .models import VideoModel, load_video_model
 from .objective import instructvideo_objective
-from .rewards import Reward, build_reward, parse_reward_spec
+from .rewards import Reward, RewardGradientError, build_reward, check_reward_gradients, \
+    parse_reward_spec
 from .state import latest_checkpoint, load_checkpoint, save_checkpoint
 
 # Fields that may change between an interrupted run and its resumption.
@@ -165,12 +166,17 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
                                                                       torch.float32)
 
     torch.manual_seed(cfg.seed)  # LoRA's A matrices: the same on every process
-    model = model or load_video_model(cfg.model, dtype=weight_dtype)
+    model = model if model is not None else load_video_model(cfg.model, dtype=weight_dtype)
     model.freeze().to(accelerator.device, weight_dtype)
-    reward = reward or build_reward(cfg.reward, cfg.reward_checkpoint)
+    reward = reward if reward is not None else build_reward(cfg.reward, cfg.reward_checkpoint)
     if isinstance(reward, torch.nn.Module):
         reward.requires_grad_(False).eval().to(accelerator.device, weight_dtype)
-    clips = clips or load_clips(cfg, model)
+    clips = clips if clips is not None else load_clips(cfg, model)
+    try:  # hours of training against a reward that cuts the gradient would train nothing
+        check_reward_gradients(reward, clips.captions[:1], cfg.height, cfg.width,
+                               device=accelerator.device)
+    except RewardGradientError as err:
+        raise ConfigError(f"reward={cfg.reward!r}: {err}") from None
 
     params = add_lora(model.unet, lora_config(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets))
     for p in params:  # trainable weights stay fp32 under mixed precision

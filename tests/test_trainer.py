@@ -80,9 +80,20 @@ def test_cuda_requested_without_gpu(tmp_path):
         finetune(_cfg(tmp_path, device="cuda"), progress=False)
 
 
+def test_reward_that_blocks_gradients_is_refused_before_training(tmp_path, tiny_model):
+    def detached(frames, prompts):
+        return frames.mean(dim=(1, 2, 3)).detach()
+
+    with pytest.raises(ConfigError, match="carry no gradient"):
+        finetune(_cfg(tmp_path), model=tiny_model, reward=detached, progress=False)
+
+
 def test_non_finite_reward_skips_the_step(tmp_path, tiny_model):
-    def nan_reward(frames, prompts):
-        return frames.mean(dim=(1, 2, 3)) * float("nan")
+    calls = []
+
+    def nan_reward(frames, prompts):  # finite for the up-front check, NaN in training
+        calls.append(1)
+        return frames.mean(dim=(1, 2, 3)) * (1.0 if len(calls) == 1 else float("nan"))
 
     result = finetune(_cfg(tmp_path, max_steps=2), model=tiny_model, reward=nan_reward,
                       progress=False)

@@ -110,8 +110,8 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, per_spl
     cfg = cfg.override({"out_dir": str(out / "run"), **({"max_steps": steps} if steps else {})})
     cfg.validate()
     t0 = time.time()
-    model = model or load_video_model(cfg.model)
-    reward = reward or build_reward(cfg.reward, cfg.reward_checkpoint)
+    model = model if model is not None else load_video_model(cfg.model)
+    reward = reward if reward is not None else build_reward(cfg.reward, cfg.reward_checkpoint)
     prompts = demo_prompts(per_split)
     score_kw = dict(seeds=seeds, ddim_steps=cfg.ddim_steps, guidance_scale=cfg.guidance_scale,
                     segments=cfg.segments)
