@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from . import common
 from .editing import generate
 from .models import VideoModel
 from .video_io import read_video
@@ -47,12 +48,6 @@ class LatentClips:
         return self.latents[idx], [self.captions[i] for i in idx.tolist()]
 
 
-def _cache_root() -> Path:
-    root = os.environ.get("IVLITE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ivlite")
-    return Path(root) / "clips"
-
-
 @torch.no_grad()
 def generated_clips(model: VideoModel, prompts: Sequence[str], *, model_name: str,
                     clips_per_prompt: int = 1, num_frames: int = 16, height: int = 256,
@@ -67,7 +62,7 @@ def generated_clips(model: VideoModel, prompts: Sequence[str], *, model_name: st
                num_frames=num_frames, height=height, width=width, ddim_steps=ddim_steps,
                guidance_scale=guidance_scale, seed=seed)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache_dir or _cache_root()) / f"generated-{digest}.safetensors"
+    path = Path(cache_dir or common.cache_dir("clips")) / f"generated-{digest}.safetensors"
     if path.is_file():
         return LatentClips(load_file(path)["latents"], json.loads(path.with_suffix(".json")
                                                                   .read_text())["captions"])

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
+from .common import cache_dir
+
 # CLIP keeps the first 49152 - 256 - 2 merges; 256 byte tokens, their "</w>" twins, the merges and
 # the two special tokens make 49408 ids.
 _NUM_MERGES = 49152 - 256 - 2
@@ -49,16 +51,10 @@ def _write_vocab_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges))
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("IVLITE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ivlite")
-    return Path(root) / "clip-tokenizer"
-
-
 @functools.lru_cache(maxsize=1)
 def clip_tokenizer() -> CLIPTokenizer:
     """CLIP's BPE tokenizer (49,408 tokens, 77 positions, lower case), built from open_clip's file."""
-    folder = _cache_dir()
+    folder = cache_dir("clip-tokenizer")
     if not (folder / "merges.txt").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         # Build in a private folder and rename, so concurrent processes never read half a file.

@@ -14,7 +14,6 @@ at the end, ``adapter/`` (peft format).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import platform
@@ -29,6 +28,7 @@ from diffusers.optimization import get_constant_schedule_with_warmup
 from peft import set_peft_model_state_dict
 
 from .checkpointing import enable_unet_checkpointing
+from .common import seeded_generator, truncate_jsonl
 from .config import Config, ConfigError
 from .data import LatentClips, folder_clips, generated_clips
 from .lora import ADAPTER_NAME, add_lora, lora_config, save_adapter
@@ -57,8 +57,7 @@ class RunResult:
 
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
     """The generator for one micro-batch: a pure function of (seed, step, micro, rank)."""
-    digest = hashlib.sha256(f"{seed}/{step}/{micro}/{rank}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    return seeded_generator(seed, step, micro, rank)
 
 
 def check_environment(cfg: Config) -> None:
@@ -202,7 +201,7 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
         start = info["step"]
     log_path = out / "log.jsonl"
     if accelerator.is_main_process:
-        _truncate_log(log_path, start)
+        truncate_jsonl(log_path, start)
 
     bar = None
     if progress and accelerator.is_main_process:
@@ -269,18 +268,3 @@ def _train_step(cfg: Config, step: int, model: VideoModel, reward: Reward, clips
     return {"step": step + 1, "loss": loss, "reward": mean_reward, "grad_norm": grad_norm,
             "lr": lr, "unet_calls": calls, "skipped": skipped,
             "seconds": round(time.perf_counter() - t0, 4)}
-
-
-def _truncate_log(path: Path, start: int) -> None:
-    """Drop log lines beyond the checkpoint we resume from (they will be recomputed)."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= start:
-                kept.append(line)
-        except (ValueError, KeyError, TypeError):  # a line cut short by a crash
-            continue
-    path.write_text("".join(line + "\n" for line in kept))
-

@@ -9,7 +9,6 @@ same trajectory as an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,12 +17,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..common import seeded_generator, truncate_jsonl
 from ..state import optimizer_from_files, optimizer_to_files
 
 
 def step_rng(seed: int, step: int, stream: str = "") -> torch.Generator:
-    digest = hashlib.sha256(f"{seed}/{step}/{stream}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+    return seeded_generator(seed, step, stream)
 
 
 def save_state(run_dir: Path, step: int, modules: dict[str, torch.nn.Module],
@@ -72,16 +71,7 @@ def append_log(run_dir: Path, record: dict) -> None:
 
 def truncate_log(run_dir: Path, step: int) -> None:
     """Forget log lines past ``step`` (a resumed run recomputes them)."""
-    path = run_dir / "log.jsonl"
-    if path.is_file():
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    keep.append(line)
-            except ValueError:
-                continue
-        path.write_text("".join(k + "\n" for k in keep))
+    truncate_jsonl(run_dir / "log.jsonl", step)
 
 
 @torch.no_grad()
