@@ -101,6 +101,11 @@ def train(args: argparse.Namespace) -> dict:
     if args.resume and has_state(out):
         info = load_state(out, modules, opt)
         start, seconds = info["step"], info.get("seconds", 0.0)
+    elif args.init_from:
+        # Continue from exported (EMA) weights, e.g. the shipped ones, with a fresh optimizer.
+        start = _init_from(Path(args.init_from), unet, text, ema_unet, ema_text)
+    if args.export_only:
+        return export(ema_unet, ema_text, out, args, seconds=seconds, steps=start)
     truncate_log(out, start)
     latents, captions = latent_pool(vae, args.clips, args.seed, out / "pool.safetensors")
     tok = clip_tokenizer()
@@ -147,12 +152,21 @@ def train(args: argparse.Namespace) -> dict:
         if done % args.save_every == 0 or done == total:
             save_state(out, done, modules, opt, {"args": vars(args),
                                                   "seconds": round(time.time() - t0, 1)})
-    return export(ema_unet, ema_text, out, args, seconds=time.time() - t0)
+    return export(ema_unet, ema_text, out, args, seconds=time.time() - t0, steps=total)
 
 
-def export(unet, text, out: Path, args: argparse.Namespace, seconds: float) -> dict:
+def _init_from(folder: Path, unet, text, ema_unet, ema_text) -> int:
+    """Load an export folder's weights into model and EMA; return the step it was exported at."""
+    for name, modules in (("unet", (unet, ema_unet)), ("text_encoder", (text, ema_text))):
+        state = load_weights(folder / name / "model.safetensors")
+        for module in modules:
+            module.load_state_dict(state)
+    return json.loads((folder / "unet" / "config.json").read_text()).get("steps", 0)
+
+
+def export(unet, text, out: Path, args: argparse.Namespace, seconds: float, steps: int) -> dict:
     folder = out / "export"
-    info = {"training": vars(args), "seconds": round(seconds, 1)}
+    info = {"training": vars(args), "seconds": round(seconds, 1), "steps": steps}
     save_weights(unet.state_dict(), folder / "unet" / "model.safetensors")
     (folder / "unet" / "config.json").write_text(json.dumps({"model": UNET_CONFIG, **info},
                                                             indent=2, default=str))
@@ -184,6 +198,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--export-only", action="store_true",
+                   help="export the EMA weights of the saved state (with --resume) and stop")
+    p.add_argument("--init-from", default=None,
+                   help="start from an export folder's weights (fresh optimizer) instead")
     return p.parse_args(argv)
 
 
