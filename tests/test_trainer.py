@@ -115,3 +115,11 @@ def test_two_processes_keep_identical_lora_weights(tmp_path):
     assert any(a[k].abs().sum() > 0 for k in a if "lora_B" in k)
     info = json.loads((tmp_path / "run" / "run_info.json").read_text())
     assert info["processes"] == 2
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    result = finetune(_cfg(tmp_path, max_steps=2, mixed_precision="bf16", device="cpu"),
+                      progress=False)
+    assert all(torch.isfinite(torch.tensor([l["loss"], l["grad_norm"]])).all() for l in result.log)
+    weights = load_file(result.adapter_dir / "adapter_model.safetensors")
+    assert all(v.dtype == torch.float32 for v in weights.values())  # trainable weights stay fp32
