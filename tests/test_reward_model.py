@@ -24,8 +24,9 @@ from ivlite.world.train_reward import (
 
 CAPTIONS = ["a red circle moving left", "a blue square moving up on a striped background",
             "a magenta circle moving down"]
-# Measured on the shipped weights with heldout_pairs(split, 60): see test_shipped_reward_...
-SHIPPED_MIN_ACCURACY = 0.80
+# Measured on the shipped weights with heldout_pairs(split, 60) for the 3 splits (180 pairs):
+# 0.967 (in_domain 0.950, held_out 0.967, out_of_domain 0.983); the brief asks for >= 0.80.
+SHIPPED_MIN_ACCURACY = 0.90
 
 
 def _frames(n: int = 3) -> torch.Tensor:

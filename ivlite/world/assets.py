@@ -73,11 +73,15 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+SHIPPED_PATTERNS = ("*/config.json", "*/model.safetensors")
+
+
 def write_manifest(folder: str | Path) -> dict[str, str]:
-    """Record the SHA-256 of every file under ``folder`` (except the manifest) in manifest.json."""
+    """Record the SHA-256 of every shipped file (``*/config.json``, ``*/model.safetensors``)
+    under ``folder`` in manifest.json; training leftovers beside them are not shipped."""
     folder = Path(folder)
-    sums = {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != MANIFEST}
+    sums = {str(p.relative_to(folder)): sha256(p)
+            for pattern in SHIPPED_PATTERNS for p in sorted(folder.glob(pattern))}
     (folder / MANIFEST).write_text(json.dumps(sums, indent=2, sort_keys=True) + "\n")
     return sums
 

@@ -554,9 +554,10 @@ def compact(metrics: dict[str, dict[str, float]]) -> str:
     def pct(value):
         return "-" if value is None else f"{value:.3f}"
 
-    return "  ".join(f"{s}: pair {pct(m['pairwise_accuracy'])} (q {pct(m['quality_pair_accuracy'])}"
-                     f", neg {pct(m['negative_pair_accuracy'])}) retr {pct(m['retrieval_accuracy'])}"
-                     for s, m in metrics.items())
+    return "  ".join(
+        f"{s}: pair {pct(m['pairwise_accuracy'])} (q {pct(m['quality_pair_accuracy'])}, "
+        f"neg {pct(m['negative_pair_accuracy'])}) retr {pct(m['retrieval_accuracy'])}"
+        for s, m in metrics.items())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
