@@ -120,6 +120,7 @@ def save_weights(state: dict[str, torch.Tensor], path: str | Path, *, dtype=torc
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, path)
+    path.chmod(0o644)  # safetensors writes owner-only files; shipped assets are read by anyone
     return path
 
 
