@@ -32,7 +32,7 @@ VAE_CONFIG = dict(
 
 UNET_CONFIG = dict(
     sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-    block_out_channels=(64, 128), down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D"),
+    block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D"),
     up_block_types=("CrossAttnUpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=64,
     attention_head_dim=4, norm_num_groups=16)
 
