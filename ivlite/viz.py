@@ -54,44 +54,50 @@ def to_uint8_images(frames: Any) -> np.ndarray:
 
 def frame_strip(frames: Any, *, titles: Sequence[str] | None = None,
                 highlight: Sequence[int] = (), segments: int | None = None,
-                title: str | None = None, size: float = 0.75, dpi: int = 80):
+                title: str | None = None, size: float = 0.6, dpi: int = 72):
     """One row of a clip's frames; frames in ``highlight`` are outlined in orange.
 
-    ``segments`` draws SegVR's segment borders (S equal parts of the clip) as vertical bars;
-    ``titles`` labels each frame (default: its index). Returns the matplotlib Figure.
+    ``segments`` draws SegVR's segment borders (S equal parts of the clip) as black bars between
+    frames; ``titles`` labels each frame (default: its index). Returns the matplotlib Figure.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     images = to_images(frames)
     n = len(images)
-    fig, axes = plt.subplots(1, n, figsize=(size * n, size * 1.35), dpi=dpi, squeeze=False)
-    borders = {start for start, _ in segment_bounds(n, segments)[1:]} if segments else set()
+    height = size * 1.35 + (0.3 if title else 0.0)
+    fig, axes = plt.subplots(1, n, figsize=(size * n, height), dpi=dpi, squeeze=False)
+    picked = {int(i) for i in highlight}
     for j, ax in enumerate(axes[0]):
         ax.imshow(images[j], interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(str(j) if titles is None else titles[j], fontsize=7, pad=2)
-        picked = j in set(int(i) for i in highlight)
         for spine in ax.spines.values():
-            spine.set_edgecolor("tab:orange" if picked else "0.8")
-            spine.set_linewidth(3 if picked else 0.5)
-        if j in borders:
-            ax.axvline(-0.5 - 0.08 * images.shape[2], color="k", lw=2, clip_on=False)
+            spine.set_edgecolor("tab:orange" if j in picked else "0.8")
+            spine.set_linewidth(3 if j in picked else 0.5)
+    top = 1.0
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.2, w_pad=0.3)
+        top = 1.0 - 0.3 / fig.get_figheight()
+        fig.suptitle(title, fontsize=9, y=1.0, va="top")
+    fig.tight_layout(pad=0.2, w_pad=0.6, rect=(0, 0, 1, top))
+    for start, _ in (segment_bounds(n, segments)[1:] if segments else []):
+        left, right = axes[0, start - 1].get_position(), axes[0, start].get_position()
+        x = 0.5 * (left.x1 + right.x0)
+        fig.add_artist(Line2D([x, x], [left.y0, left.y1], color="k", lw=2,
+                              transform=fig.transFigure))
     return fig
 
 
 def clip_rows(clips: Sequence[Any], labels: Sequence[str], *, frames: Sequence[int] | None = None,
-              size: float = 0.75, dpi: int = 80, title: str | None = None):
+              size: float = 0.6, dpi: int = 72, title: str | None = None):
     """Several clips, one per row (the frames ``frames`` of each, default all), labelled."""
     import matplotlib.pyplot as plt
 
     images = [to_images(c) for c in clips]
     ids = list(range(len(images[0]))) if frames is None else list(frames)
     fig, axes = plt.subplots(len(images), len(ids), squeeze=False, dpi=dpi,
-                             figsize=(size * len(ids) + 1.2, size * len(images) + 0.3))
+                             figsize=(size * len(ids) + 1.2, size * len(images) + 0.5))
     for row, (clip, label) in enumerate(zip(images, labels)):
         for col, j in enumerate(ids):
             ax = axes[row, col]
@@ -101,32 +107,29 @@ def clip_rows(clips: Sequence[Any], labels: Sequence[str], *, frames: Sequence[i
             if row == 0:
                 ax.set_title(str(j), fontsize=7, pad=2)
         axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    top = 1.0
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.2, w_pad=0.2, h_pad=0.2)
+        top = 1.0 - 0.3 / fig.get_figheight()
+        fig.suptitle(title, fontsize=9, y=1.0, va="top")
+    fig.tight_layout(pad=0.2, w_pad=0.2, h_pad=0.2, rect=(0, 0, 1, top))
     return fig
 
 
 def pick_chart(indices: Any, num_frames: int, segments: int, *, labels: Sequence[str] | None = None,
-               ax=None, weights: Any = None):
+               ax=None):
     """Which frames are picked: one row per draw, one column per frame, picked cells filled.
 
-    ``indices`` (R, S) frame indices; ``weights`` (optional, (F,)) shades every column by its
-    TAR weight underneath. Segment borders are drawn as vertical lines. Returns the Axes.
+    ``indices`` (R, S) frame indices; segment borders are drawn as vertical lines. Returns the Axes.
     """
     import matplotlib.pyplot as plt
 
     idx = np.asarray(indices.tolist() if hasattr(indices, "tolist") else indices, dtype=int)
     rows = len(idx)
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.32 * num_frames + 1.5, 0.28 * rows + 0.8), dpi=80)
+        _, ax = plt.subplots(figsize=(0.32 * num_frames + 1.5, 0.28 * rows + 0.8), dpi=72)
     grid = np.zeros((rows, num_frames))
     for r, picks in enumerate(idx):
         grid[r, picks] = 1.0
-    if weights is not None:
-        w = np.asarray(weights, dtype=float)
-        ax.imshow(np.broadcast_to(w, (rows, num_frames)), cmap="Greys", vmin=0, vmax=3,
-                  aspect="auto", interpolation="nearest")
     ax.imshow(np.ma.masked_equal(grid, 0), cmap="autumn", vmin=0, vmax=1.5, aspect="auto",
               interpolation="nearest")
     for start, _ in segment_bounds(num_frames, segments)[1:]:
