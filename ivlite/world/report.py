@@ -34,3 +34,29 @@ def oracle_report(model: VideoModel, scenes: list[Scene], *, samples: int = 48, 
     results = [oracle_evaluate(clip.numpy(), prompt) for clip, prompt in zip(clips, prompts)]
     return {"samples": samples, "ddim_steps": ddim_steps, "guidance_scale": guidance_scale,
             **summarise(results)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m ivlite.world.report``: the oracle's verdict on the shipped model, per split."""
+    import argparse
+    import json
+
+    from .captions import SPLITS, split_scenes
+    from .tiny_models import load_tiny_world
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--world", default=None, help="tiny-world folder (default: the shipped one)")
+    p.add_argument("--samples", type=int, default=48, help="clips per split")
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--ddim-steps", type=int, default=20)
+    args = p.parse_args(argv)
+    model = load_tiny_world(args.world)
+    report = {split: oracle_report(model, split_scenes(split), samples=args.samples,
+                                   ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
+              for split in SPLITS}
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
