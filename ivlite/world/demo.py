@@ -76,16 +76,15 @@ def score_model(model: VideoModel, reward: Reward, prompts: dict[str, list[str]]
 
 
 def plot_rewards(log: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")  # a script, not a notebook: no display
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: no backend switch, so notebooks calling the demo keep theirs.
+    from matplotlib.figure import Figure
 
     steps = [r["step"] for r in log]
     rewards = [r["reward"] for r in log]
     window = max(1, len(rewards) // 10)
     smooth = np.convolve(rewards, np.ones(window) / window, mode="valid")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.plot(steps, rewards, alpha=0.35, label="reward R per step (TAR-weighted)")
     ax.plot(steps[window - 1:], smooth, label=f"moving average ({window} steps)")
     ax.set_xlabel("optimizer step")
@@ -93,7 +92,6 @@ def plot_rewards(log: list[dict], path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
