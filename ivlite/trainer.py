@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast
 from diffusers.optimization import get_constant_schedule_with_warmup
 from peft import set_peft_model_state_dict
@@ -159,6 +160,10 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
     check_environment(cfg)
     if cfg.device.startswith("cuda:"):
         torch.cuda.set_device(int(cfg.device[5:]))
+    # accelerate keeps one AcceleratorState per process and refuses a second Accelerator with
+    # another precision; a notebook or an ablation calls finetune many times with different
+    # settings. Forget the previous run's state but keep PartialState (the process group).
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.device == "cpu")
     out = _prepare_out_dir(cfg, accelerator)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision,
