@@ -1,6 +1,5 @@
 """Shared fixtures: tiny randomly initialised ModelScopeT2V-shaped components built in code."""
 
-import os
 
 import pytest
 import torch

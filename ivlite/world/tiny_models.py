@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from diffusers import AutoencoderKL, UNet3DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
