@@ -74,19 +74,26 @@ def min_snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float) 
 
 
 def make_batch(latents, captions, step: int, args, gen: torch.Generator):
-    """Latents (B, 4, F, 8, 8) and captions; single frames in the image stage."""
+    """Latents (B, 4, F, 8, 8) and captions; single frames (F = 1) in the image stage."""
     if step < args.image_steps:
         clip = torch.randint(len(captions), (args.image_batch,), generator=gen)
         frame = torch.randint(latents.shape[2], (args.image_batch,), generator=gen)
         x0 = latents[clip, :, frame][:, :, None]
     else:
         clip = torch.randint(len(captions), (args.batch,), generator=gen)
-        x0 = latents[clip]
+        # Every ``frame_stride``-th frame from a random phase: F=8 at stride 2 keeps a clip's
+        # whole travel in half the frames (motion per frame doubles, cost halves).
+        span = (args.frames - 1) * args.frame_stride + 1
+        first = int(torch.randint(latents.shape[2] - span + 1, (1,), generator=gen))
+        x0 = latents[clip][:, :, first:first + span:args.frame_stride]
     drop = torch.rand(len(clip), generator=gen) < args.caption_dropout
     return x0, ["" if d else captions[i] for i, d in zip(clip.tolist(), drop.tolist())]
 
 
 def train(args: argparse.Namespace) -> dict:
+    if not 1 <= (args.frames - 1) * args.frame_stride + 1 <= 16:
+        raise SystemExit(f"--frames {args.frames} x --frame-stride {args.frame_stride} needs "
+                         f"more than the 16 rendered frames")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -145,7 +152,7 @@ def train(args: argparse.Namespace) -> dict:
             model = VideoModel(ema_unet, vae, ema_text, tok, sched)
             record = {**(record or {"step": done}), "oracle": oracle_report(
                 model, base_training_scenes(), samples=args.eval_samples, seed=1,
-                guidance_scale=args.guidance)}
+                guidance_scale=args.guidance, num_frames=args.frames)}
             print(json.dumps(record), flush=True)
         if record:
             append_log(out, record)
@@ -185,6 +192,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--video-steps", type=int, default=4000)
     p.add_argument("--image-batch", type=int, default=32)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--frames", type=int, default=16, help="frames per clip in the video stage")
+    p.add_argument("--frame-stride", type=int, default=1,
+                   help="take every n-th frame of the 16 rendered ones (frames * stride <= 16)")
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--snr-gamma", type=float, default=5.0)
