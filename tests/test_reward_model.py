@@ -85,7 +85,7 @@ def test_training_writes_the_shipped_files_and_resumes_exactly(tmp_path):
     metrics = _train(tmp_path / "straight")
     for name in ("model.safetensors", "config.json", "metrics.json"):
         assert (tmp_path / "straight" / name).is_file()
-    assert not (tmp_path / "straight" / "checkpoint.safetensors").exists()  # not shipped
+    assert not (tmp_path / "straight" / "state").exists()  # not shipped
     assert set(metrics["final"]) == set(SPLITS) == set(metrics["after_contrastive"])
     for split in SPLITS:
         assert 0 <= metrics["final"][split]["pairwise_accuracy"] <= 1
@@ -96,9 +96,9 @@ def test_training_writes_the_shipped_files_and_resumes_exactly(tmp_path):
 
     # Interrupted in the middle of stage 2 (after the stage-1 evaluation and optimizer reset).
     assert _train(tmp_path / "resumed", "--stop-at", "4") is None
-    assert (tmp_path / "resumed" / "checkpoint.safetensors").is_file()
+    assert (tmp_path / "resumed" / "state" / "model.safetensors").is_file()
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
-    assert json.loads((tmp_path / "resumed" / "checkpoint.json").read_text())["step"] == 4
+    assert json.loads((tmp_path / "resumed" / "state" / "state.json").read_text())["step"] == 4
     with pytest.raises(ValueError, match="other settings"):
         _train(tmp_path / "resumed", "--resume", "--seed", "1")
     assert _train(tmp_path / "resumed", "--resume") == metrics

@@ -44,9 +44,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -54,13 +54,26 @@ import torch.nn.functional as F
 
 from ..rewards.clip import CLIP_MEAN, CLIP_STD, ClipReward
 from .assets import load_weights, save_weights
-from .captions import SPLITS, Scene, all_categories, all_scenes, base_training_scenes, split_scenes
+from .captions import (
+    SPLITS,
+    Scene,
+    all_categories,
+    all_scenes,
+    base_training_scenes,
+    split_scenes,
+)
 from .oracle import judge_frame
 from .render import render_clip, sample_quality
 from .reward_model import (
-    CONFIG_FILE, TINY_HPS_CONFIG, TOKEN_TABLES, WEIGHTS_FILE, build_tiny_hps, parameter_counts,
+    CONFIG_FILE,
+    TINY_HPS_CONFIG,
+    TOKEN_TABLES,
+    WEIGHTS_FILE,
+    build_tiny_hps,
+    parameter_counts,
     tiny_hps_tokenizer,
 )
+from .training import has_state, load_state, remove_state, save_state
 
 # Render seeds: training draws from the lower half of the range, evaluation from the upper half,
 # so no evaluation clip can ever have been seen in training, whatever --seed is.
@@ -70,8 +83,6 @@ EVAL_SEED = 20231220   # fixed, independent of --seed: every run is scored on th
 TIE = 0.01             # judge scores closer than this are a tie: no preference to learn
 FRAMES = 16            # frames per rendered clip; training and evaluation use single frames
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp of exp(logit_scale)
-CHECKPOINT = "checkpoint.safetensors"
-CHECKPOINT_JSON = "checkpoint.json"
 METRICS_FILE = "metrics.json"
 STAGES = ("contrastive", "preference")
 
@@ -352,7 +363,7 @@ def pair_metrics(reward, pairs: Pairs) -> dict[str, float]:
     for kind in ("quality", "negative"):
         chosen = agree[kinds == kind]
         out[f"{kind}_pair_accuracy"] = float(chosen.mean()) if len(chosen) else None
-        out[f"{kind}_pairs"] = int(len(chosen))
+        out[f"{kind}_pairs"] = len(chosen)
     return out
 
 
@@ -396,47 +407,6 @@ def as_reward(model: torch.nn.Module) -> ClipReward:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    state: dict) -> None:
-    """Atomically write model + optimizer tensors (safetensors) with ``state`` in its metadata.
-
-    One file, renamed into place: a crash leaves the previous checkpoint or the new one, never a
-    mix. ``checkpoint.json`` mirrors the state for people; resuming reads only the safetensors.
-    """
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
-    for index, param_state in opt["state"].items():
-        for key, value in param_state.items():
-            tensors[f"optim.{index}.{key}"] = value.detach().contiguous()
-    metadata = {"state": json.dumps(state), "param_groups": json.dumps(opt["param_groups"])}
-    tmp = out / (CHECKPOINT + ".tmp")
-    save_file(tensors, tmp, metadata=metadata)
-    os.replace(tmp, out / CHECKPOINT)
-    write_json_atomic(out / CHECKPOINT_JSON, state)
-
-
-def load_checkpoint(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-                    ) -> dict:
-    """Restore model and optimizer from ``out/checkpoint.safetensors``; returns the state."""
-    from safetensors import safe_open
-
-    with safe_open(out / CHECKPOINT, "pt") as fh:
-        metadata = fh.metadata()
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items()
-                           if k.startswith("model.")}, strict=True)
-    opt_state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            opt_state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state,
-                               "param_groups": json.loads(metadata["param_groups"])})
-    return json.loads(metadata["state"])
-
-
 def write_json_atomic(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
@@ -460,8 +430,8 @@ def train(out: Path, settings: Settings, *, resume: bool = False, checkpoint_eve
     optimizer = make_optimizer(model, settings)
     bank = TextBank()
     state = {"step": 0, "settings": asdict(settings), "log": [], "train_seconds": 0.0}
-    if resume and (out / CHECKPOINT).is_file():
-        state = load_checkpoint(out, model, optimizer)
+    if resume and has_state(out):
+        state = load_state(out, {"model": model}, optimizer)["progress"]
         if state["settings"] != asdict(settings):
             diff = {k: (state["settings"].get(k), v) for k, v in asdict(settings).items()
                     if state["settings"].get(k) != v}
@@ -506,14 +476,13 @@ def train(out: Path, settings: Settings, *, resume: bool = False, checkpoint_eve
         if state["step"] % checkpoint_every == 0 or done:
             state["train_seconds"] += time.perf_counter() - started
             started = time.perf_counter()
-            save_checkpoint(out, model, optimizer, state)
+            save_state(out, state["step"], {"model": model}, optimizer, {"progress": state})
         if state["step"] == stop_at and state["step"] < settings.total_steps:
             return None
     state["train_seconds"] += time.perf_counter() - started
     metrics = finish(out, model, settings, state, eval_pairs, eval_frames)
     if not keep_checkpoint:  # the folder is shipped as is: no 40 MB of optimizer state in it
-        for name in (CHECKPOINT, CHECKPOINT_JSON):
-            (out / name).unlink(missing_ok=True)
+        remove_state(out)
     return metrics
 
 

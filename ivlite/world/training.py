@@ -64,6 +64,12 @@ def has_state(run_dir: Path) -> bool:
         (run_dir / ".state.old" / "state.json").is_file()
 
 
+def remove_state(run_dir: Path) -> None:
+    """Delete the resumable state (a finished run ships only its exported weights)."""
+    for name in ("state", ".state.old", ".state.tmp"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
 def append_log(run_dir: Path, record: dict) -> None:
     with open(run_dir / "log.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
