@@ -9,6 +9,7 @@ random instances of the same classes built here for tests.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +25,50 @@ MODELSCOPE_SCHEDULER = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
     clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
     thresholding=False, timestep_spacing="leading")
+
+
+MODELSCOPE_REPO = "damo-vilab/text-to-video-ms-1.7b"
+"""ModelScopeT2V's diffusers checkpoint (also published as ``ali-vilab/text-to-video-ms-1.7b``)."""
+
+# The component configs of MODELSCOPE_REPO (unet/, vae/, text_encoder/ config.json), for building
+# the full-size architecture with random weights (benchmarks) or scaled-down copies (tests).
+MODELSCOPE_UNET = dict(
+    sample_size=32, in_channels=4, out_channels=4, act_fn="silu", attention_head_dim=64,
+    block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=1024, layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D",
+                      "DownBlock3D"),
+    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
+    norm_eps=1e-5, norm_num_groups=32)
+MODELSCOPE_VAE = dict(
+    act_fn="silu", block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32,
+    sample_size=512, scaling_factor=0.18215)
+MODELSCOPE_TEXT = dict(
+    hidden_act="gelu", hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
+    num_hidden_layers=23, projection_dim=512, vocab_size=49408, max_position_embeddings=77,
+    layer_norm_eps=1e-5, bos_token_id=0, eos_token_id=2, pad_token_id=1)
+
+# ModelScope's architecture scaled down: the same block types (3 cross-attention down blocks and a
+# plain one, mirrored up), two layers per block, cross-attention, temporal attention, 32 norm
+# groups, an 8x VAE and a CLIP text encoder, with small widths. 64x64 frames -> 4x8x8 latents.
+SMALL_MODELSCOPE_UNET = {**MODELSCOPE_UNET, "sample_size": 8,
+                         "block_out_channels": (32, 32, 64, 64), "attention_head_dim": 4,
+                         "cross_attention_dim": 32}
+SMALL_MODELSCOPE_VAE = {**MODELSCOPE_VAE, "block_out_channels": (32, 32, 64, 64),
+                        "layers_per_block": 1, "sample_size": 64}
+SMALL_MODELSCOPE_TEXT = {**MODELSCOPE_TEXT, "hidden_size": 32, "intermediate_size": 64,
+                         "num_attention_heads": 2, "num_hidden_layers": 2, "projection_dim": 32}
+
+MODEL_INDEX = {
+    "_class_name": "TextToVideoSDPipeline",
+    "scheduler": ["diffusers", "DDIMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet3DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+"""``model_index.json`` of MODELSCOPE_REPO (plus ``_diffusers_version``)."""
 
 
 def modelscope_scheduler() -> DDIMScheduler:
@@ -137,13 +182,71 @@ def tiny_random_model(seed: int = 0, *, text_dim: int = 32) -> VideoModel:
     return VideoModel(unet, vae, text_encoder, clip_tokenizer(), modelscope_scheduler()).freeze()
 
 
+def random_modelscope_model(size: str = "small", *, seed: int = 0, device=None,
+                            dtype: torch.dtype | None = None) -> VideoModel:
+    """ModelScopeT2V's architecture with random weights: ``size="full"`` (the 1.41B-parameter UNet,
+    the SD VAE, the 23-layer OpenCLIP-H text encoder; no download) or ``"small"`` (the same block
+    types, layers and norm groups with narrow channels: about 2M parameters, for CPU tests).
+
+    ``device``/``dtype`` are where the weights are created (``device="cuda"`` initialises a full
+    model in seconds instead of a minute on the CPU).
+    """
+    configs = {"full": (MODELSCOPE_UNET, MODELSCOPE_VAE, MODELSCOPE_TEXT),
+               "small": (SMALL_MODELSCOPE_UNET, SMALL_MODELSCOPE_VAE, SMALL_MODELSCOPE_TEXT)}
+    if size not in configs:
+        raise ValueError(f"size={size!r}; allowed: {sorted(configs)}")
+    unet_cfg, vae_cfg, text_cfg = configs[size]
+    torch.manual_seed(seed)
+    with torch.device(device or "cpu"):
+        unet = UNet3DConditionModel(**unet_cfg)
+        vae = AutoencoderKL(**vae_cfg)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**text_cfg))
+    model = VideoModel(unet, vae, text_encoder, clip_tokenizer(), modelscope_scheduler()).freeze()
+    if dtype is not None:
+        model.to(device or "cpu", dtype)
+    return model
+
+
+def save_video_model(model: VideoModel, folder: str | Path) -> Path:
+    """Write ``model`` as a diffusers repository folder, laid out as MODELSCOPE_REPO is.
+
+    ``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``:
+    :func:`load_video_model` and ``diffusers.TextToVideoSDPipeline.from_pretrained`` both read it.
+    """
+    import diffusers
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.unet.save_pretrained(folder / "unet")
+    model.vae.save_pretrained(folder / "vae")
+    model.text_encoder.save_pretrained(folder / "text_encoder")
+    model.tokenizer.save_pretrained(folder / "tokenizer")
+    model.scheduler.save_pretrained(folder / "scheduler")
+    index = {"_class_name": MODEL_INDEX["_class_name"],
+             "_diffusers_version": diffusers.__version__,
+             **{k: v for k, v in MODEL_INDEX.items() if not k.startswith("_")}}
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return folder
+
+
+def _transformers_dtype_kw(dtype: torch.dtype) -> dict:
+    """transformers renamed ``torch_dtype`` to ``dtype`` (4.56); the old name now warns."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
 def load_video_model(name_or_path: str, *, dtype: torch.dtype = torch.float32,
-                     revision: str | None = None) -> VideoModel:
+                     revision: str | None = None, variant: str | None = None,
+                     local_files_only: bool = False) -> VideoModel:
     """Load ModelScopeT2V-style components from a diffusers folder or hub id, one class at a time.
 
     ``damo-vilab/text-to-video-ms-1.7b`` and zeroscope checkpoints share this layout
     (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``). The scheduler is the
-    checkpoint's own config read into a ``DDIMScheduler``.
+    checkpoint's own config read into a ``DDIMScheduler``. ``dtype`` is the weights' precision
+    (``torch.float16`` / ``torch.bfloat16`` on a GPU); ``variant="fp16"`` downloads the hub
+    repository's half-precision files (half the bytes) instead of the float32 ones.
     """
     if name_or_path == "tiny-random":
         return tiny_random_model()
@@ -155,10 +258,18 @@ def load_video_model(name_or_path: str, *, dtype: torch.dtype = torch.float32,
     if local.exists() and not (local / "unet").is_dir():
         raise FileNotFoundError(f"model={name_or_path!r}: a local model folder must contain unet/, "
                                 f"vae/, text_encoder/, tokenizer/ and scheduler/ (diffusers layout)")
-    kw = dict(revision=revision, torch_dtype=dtype)
+    hub = dict(revision=revision, local_files_only=local_files_only)
+    unet_class = UNet3DConditionModel.load_config(name_or_path, subfolder="unet", **hub) \
+        .get("_class_name", "UNet3DConditionModel")
+    if unet_class != "UNet3DConditionModel":
+        raise ValueError(f"model={name_or_path!r}: its unet is a {unet_class}, not the "
+                         f"UNet3DConditionModel of a ModelScopeT2V-style text-to-video model")
+    kw = dict(torch_dtype=dtype, variant=variant, **hub)
     unet = UNet3DConditionModel.from_pretrained(name_or_path, subfolder="unet", **kw)
     vae = AutoencoderKL.from_pretrained(name_or_path, subfolder="vae", **kw)
-    text_encoder = CLIPTextModel.from_pretrained(name_or_path, subfolder="text_encoder", **kw)
-    tokenizer = CLIPTokenizer.from_pretrained(name_or_path, subfolder="tokenizer", revision=revision)
-    scheduler = DDIMScheduler.from_pretrained(name_or_path, subfolder="scheduler", revision=revision)
+    text_encoder = CLIPTextModel.from_pretrained(name_or_path, subfolder="text_encoder",
+                                                 variant=variant, **_transformers_dtype_kw(dtype),
+                                                 **hub)
+    tokenizer = CLIPTokenizer.from_pretrained(name_or_path, subfolder="tokenizer", **hub)
+    scheduler = DDIMScheduler.from_pretrained(name_or_path, subfolder="scheduler", **hub)
     return VideoModel(unet, vae, text_encoder, tokenizer, scheduler).freeze()

@@ -1,4 +1,4 @@
-"""Rewards: the protocol, CLIP-style preference models (HPSv2 and miniatures), and a registry.
+"""Rewards: the protocol, CLIP-style preference models (HPSv2, PickScore, miniatures), a registry.
 
 ``build_reward("hpsv2")`` or ``build_reward("a:0.7,b:0.3")`` (a weighted sum) turns a config
 string into a :class:`Reward`; :func:`available_rewards` lists the names.
@@ -11,12 +11,15 @@ from typing import Callable
 from .base import Reward, RewardGradientError, WeightedReward, check_reward_gradients
 from .clip import ClipReward, clip_tokenizer_fn, tiny_random_clip
 from .hps import hps_reward
+from .pickscore import HFClipReward, pickscore_reward
 
 _REGISTRY: dict[str, Callable[[str | None], Reward]] = {
     "tiny-random-clip": lambda ckpt: ClipReward(tiny_random_clip(), clip_tokenizer_fn()),
     "hpsv2": lambda ckpt: hps_reward("v2", ckpt),
     "hpsv2.1": lambda ckpt: hps_reward("v2.1", ckpt),
     "tiny-hps": lambda ckpt: _tiny_hps(ckpt),
+    # A held-out judge (a CLIPModel folder or hub id as the checkpoint; default PickScore_v1).
+    "pickscore": lambda ckpt: pickscore_reward(ckpt),
 }
 
 
@@ -59,5 +62,6 @@ def build_reward(spec: str, checkpoint: str | None = None) -> Reward:
 
 
 __all__ = ["Reward", "RewardGradientError", "WeightedReward", "check_reward_gradients",
-           "ClipReward", "tiny_random_clip", "hps_reward", "build_reward", "register_reward",
+           "ClipReward", "tiny_random_clip", "hps_reward", "HFClipReward", "pickscore_reward",
+           "build_reward", "register_reward",
            "available_rewards", "parse_reward_spec"]
