@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import fields
 from pathlib import Path
 
-import yaml
+from .config import PRESETS, Config, ConfigError, first_line, parse_value
 
-from .config import PRESETS, Config, ConfigError
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (no usage block), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +46,22 @@ def _config_from_args(args: argparse.Namespace) -> Config:
     for f in fields(Config):
         text = getattr(args, "cfg_" + f.name)
         if text is not None:
-            values[f.name] = yaml.safe_load(text) if text.strip() else text
+            values[f.name] = parse_value(f.name, text)
+    if getattr(args, "prompt", None):  # sample/evaluate --prompt: checked like config prompts
+        values["prompts"] = args.prompt
     return cfg.override(values).validate()
+
+
+def _check_inference_args(args: argparse.Namespace) -> None:
+    """The flags of sample/evaluate that are not config fields."""
+    if not math.isfinite(args.lora_scale):
+        raise ConfigError(f"--lora-scale={args.lora_scale} must be a finite number")
+    if getattr(args, "seeds", 1) < 1:
+        raise ConfigError(f"--seeds={args.seeds} must be an integer >= 1")
+    if args.adapter:
+        from .lora import read_adapter
+
+        read_adapter(args.adapter)  # a missing or corrupt adapter fails before the model loads
 
 
 def _load_for_inference(cfg: Config, adapter: str | None, lora_scale: float):
@@ -49,13 +69,14 @@ def _load_for_inference(cfg: Config, adapter: str | None, lora_scale: float):
 
     from .lora import load_adapter, set_lora_scale
     from .models import load_video_model
-    from .trainer import check_environment
+    from .trainer import check_environment, check_model_fits
 
     check_environment(cfg)
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else \
         ("cpu" if cfg.device == "auto" else cfg.device)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
     model = load_video_model(cfg.model, dtype=dtype)
+    check_model_fits(cfg, model)
     if adapter:
         load_adapter(model.unet, adapter)
         set_lora_scale(model.unet, lora_scale)
@@ -80,7 +101,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from .video_io import write_video
 
     cfg = _config_from_args(args)
-    prompts = args.prompt or cfg.prompts
+    _check_inference_args(args)
+    prompts = cfg.prompts
     model = _load_for_inference(cfg, args.adapter, args.lora_scale)
     latents = sample_videos(model, prompts, num_frames=cfg.num_frames, height=cfg.height,
                             width=cfg.width, ddim_steps=cfg.ddim_steps,
@@ -98,11 +120,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .rewards import build_reward
 
     cfg = _config_from_args(args)
+    _check_inference_args(args)
     model = _load_for_inference(cfg, args.adapter, args.lora_scale)
     reward = build_reward(cfg.reward, cfg.reward_checkpoint)
     if hasattr(reward, "to"):
         reward.to(model.device)
-    results = evaluate(model, reward, args.prompt or cfg.prompts, seeds=args.seeds,
+    if args.splits:  # per prompt split: reward, second judge, oracle, temporal consistency
+        from .evaluate import load_splits, run_split_evaluation, splits_markdown
+
+        results = run_split_evaluation(
+            model, reward, load_splits(args.splits, args.per_split, cfg.seed), args.out,
+            seeds=args.seeds, judge=args.judge or "auto", reward_name=cfg.reward,
+            extra={"model": cfg.model, "adapter": args.adapter}, num_frames=cfg.num_frames,
+            height=cfg.height, width=cfg.width, ddim_steps=cfg.ddim_steps,
+            guidance_scale=cfg.guidance_scale, segments=cfg.segments, seed=cfg.seed)
+        print(splits_markdown(results), end="")
+        return 0
+    results = evaluate(model, reward, cfg.prompts, seeds=args.seeds,
                        num_frames=cfg.num_frames, height=cfg.height, width=cfg.width,
                        ddim_steps=cfg.ddim_steps, guidance_scale=cfg.guidance_scale,
                        segments=cfg.segments, seed=cfg.seed)
@@ -136,7 +170,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ivlite", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="ivlite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("finetune", help="InstructVideo reward fine-tuning (LoRA)")
     _add_config_flags(p)
@@ -153,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--format", choices=("gif", "mp4"), default="gif")
         else:
             p.add_argument("--seeds", type=int, default=1, help="clips per prompt")
+            p.add_argument("--splits", default=None, help="evaluate per prompt split: 'world' "
+                           "(the tiny world's in-domain, held-out and out-of-domain prompts) or "
+                           "a YAML file of split: [prompts]")
+            p.add_argument("--per-split", type=int, default=4,
+                           help="prompts per split with --splits world")
+            p.add_argument("--judge", default=None, help="second judge with --splits: "
+                           "oracle-quality (default on the tiny world), oracle-score or a reward")
         _add_config_flags(p)
         p.set_defaults(func=func)
     p = sub.add_parser("demo", help="InstructVideo on the tiny world, before/after evidence")
@@ -167,9 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        print(f"ivlite {args.command}: error: {err}", file=sys.stderr)
+    except (ConfigError, ValueError, OSError) as err:  # FileNotFoundError is an OSError
+        # One line: library messages (ffmpeg, safetensors, hub) can run to pages.
+        print(f"ivlite {args.command}: error: {first_line(err)}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from .trainer import NonFiniteError
+
+        if not isinstance(err, NonFiniteError):
+            raise
+        print(f"ivlite {args.command}: stopped: {first_line(err)}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is intact (resume with --resume true)",
               file=sys.stderr)

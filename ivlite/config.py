@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -86,6 +87,9 @@ class Config:
     gradient_checkpointing: bool = True
     max_grad_norm: float | None = None
     """Clip the gradient norm to this value; ``None`` (the paper) means no clipping."""
+    max_bad_steps: int = 5
+    """A step whose loss, reward or gradient is NaN or infinite is skipped (no update, no
+    checkpoint); this many such steps in a row stop the run with an error."""
     seed: int = 0
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -96,6 +100,17 @@ class Config:
     """Write a resumable checkpoint every this many optimizer steps (and at the end)."""
     resume: bool = False
 
+    # --- early stopping on held-out prompts (ivlite.early_stop) --------------------------------
+    early_stop_judge: str | None = None
+    """Judge for early stopping, not the training reward: ``oracle-quality``, ``oracle-score``
+    (tiny world) or a reward name such as ``pickscore``; ``None`` (default) turns it off."""
+    early_stop_every: int = 50
+    """Optimizer steps between two judge evaluations on the held-out prompts."""
+    early_stop_patience: int = 3
+    """Evaluations without improvement before stopping (the best weights are then restored)."""
+    early_stop_prompts: list[str] | None = None
+    """Held-out prompts for the judge; ``None``: 4 prompts of the tiny world's held-out split."""
+
     # ------------------------------------------------------------------------------------------
     @property
     def edit_steps(self) -> int:
@@ -104,7 +119,9 @@ class Config:
 
     def validate(self) -> "Config":
         """Check every field; raise :class:`ConfigError` on the first bad one. Returns ``self``."""
-        _check(self.tau, "tau", 0 < self.tau <= 1, "0 < tau <= 1")
+        # Every range test starts with a type test (``_finite``, ``_check_int``): a string or a
+        # list typed on the command line must give this one-line error, not a TypeError.
+        _check(self.tau, "tau", _finite(self.tau) and 0 < self.tau <= 1, "0 < tau <= 1")
         _check_int(self.ddim_steps, "ddim_steps", 1, 1000)
         _check(self.chain, "chain", self.chain in ("edit", "full"), "'edit' or 'full'")
         if self.chain == "edit" and int(self.tau * self.ddim_steps) < 1:
@@ -148,9 +165,20 @@ class Config:
         if self.max_grad_norm is not None:
             _check(self.max_grad_norm, "max_grad_norm", _finite(self.max_grad_norm)
                    and self.max_grad_norm > 0, "a finite number > 0, or null for no clipping")
+        _check_int(self.max_bad_steps, "max_bad_steps", 1, 10**9)
+        _check(self.early_stop_judge, "early_stop_judge", self.early_stop_judge is None
+               or (isinstance(self.early_stop_judge, str) and self.early_stop_judge != ""),
+               "a judge name (oracle-quality, oracle-score or a reward name), or null for off")
+        _check_int(self.early_stop_every, "early_stop_every", 1, 10**9)
+        _check_int(self.early_stop_patience, "early_stop_patience", 1, 10**9)
+        _check(self.early_stop_prompts, "early_stop_prompts", self.early_stop_prompts is None
+               or (isinstance(self.early_stop_prompts, list) and len(self.early_stop_prompts) > 0
+                   and all(isinstance(p, str) and p.strip() for p in self.early_stop_prompts)),
+               "a non-empty list of prompts, or null for the tiny world's held-out prompts")
         _check_int(self.seed, "seed", 0, 2**63 - 1)
-        _check(self.device, "device", self.device in ("auto", "cpu", "cuda")
-               or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
+        _check(self.device, "device", isinstance(self.device, str) and (
+               self.device in ("auto", "cpu", "cuda")
+               or (self.device.startswith("cuda:") and self.device[5:].isdigit())),
                "'auto', 'cpu', 'cuda' or 'cuda:N'")
         _check_int(self.save_every, "save_every", 1, 10**9)
         _check(self.prompts, "prompts", isinstance(self.prompts, list) and len(self.prompts) > 0,
@@ -162,13 +190,23 @@ class Config:
                "'tiny-random', a local diffusers folder or a hub id")
         _check(self.reward, "reward", isinstance(self.reward, str) and self.reward != "",
                "a reward name or 'name:weight,name:weight'")
+        _check(self.reward_checkpoint, "reward_checkpoint", self.reward_checkpoint is None
+               or (isinstance(self.reward_checkpoint, str) and self.reward_checkpoint != ""),
+               "a file path, or null for the reward's default weights")
+        _check(self.data, "data", isinstance(self.data, str) and self.data != "",
+               "'generated', 'world' or a folder containing captions.csv")
+        _check(self.out_dir, "out_dir", isinstance(self.out_dir, str) and self.out_dir != "",
+               "a folder path")
+        for name in ("tar_normalize", "gradient_checkpointing", "resume"):
+            value = getattr(self, name)  # 'no' or 1 would otherwise read as true
+            _check(value, name, isinstance(value, bool), "true or false")
         return self
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "Config":
         """A named preset (see :data:`PRESETS`) with ``overrides`` applied (not yet validated)."""
-        if name not in PRESETS:
+        if not isinstance(name, str) or name not in PRESETS:
             raise ConfigError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return dataclasses.replace(cls(), **PRESETS[name]).override(overrides)
 
@@ -178,8 +216,12 @@ class Config:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config: file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise ConfigError(f"config: {str(path)!r} is not a readable YAML file: "
+                              f"{first_line(err)}") from None
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
             raise ConfigError(f"config: {str(path)!r} must hold a mapping of field: value")
         preset = data.pop("preset", "paper")
         return cls.preset(preset, **data)
@@ -201,7 +243,7 @@ class Config:
             if "=" not in item:
                 raise ConfigError(f"override {item!r}: expected field=value, e.g. tau=0.5")
             name, text = item.split("=", 1)
-            values[name.strip()] = yaml.safe_load(text) if text.strip() else text
+            values[name.strip()] = parse_value(name.strip(), text)
         return self.override(values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,6 +271,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def parse_value(name: str, text: str) -> Any:
+    """A command-line value read as YAML (``0.5``, ``[a, b]``, ``null``); ConfigError if invalid."""
+    if not text.strip():
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{name}={text!r} is not a valid YAML value ({first_line(err)}); "
+                          f"quote text, write lists as [a, b]") from None
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message: libraries (ffmpeg, safetensors) append pages."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -251,4 +310,8 @@ def _coerce(name: str, value: Any, current: Any, f: dataclasses.Field) -> Any:
     if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) \
             and value.is_integer():
         return int(value)
+    if isinstance(value, os.PathLike) and (isinstance(current, str) or current is None):
+        return os.fspath(value)
+    if isinstance(current, list) and isinstance(value, str) and value.strip():
+        return [value]  # --prompts "a cat" means one prompt, not a string to reject
     return value

@@ -10,6 +10,7 @@ generator, so a batch is a pure function of (seed, step): resuming replays the s
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from . import common
+from .config import first_line
 from .editing import generate
 from .models import VideoModel
 from .video_io import read_video
@@ -87,31 +89,78 @@ def generated_clips(model: VideoModel, prompts: Sequence[str], *, model_name: st
 
 def read_captions(folder: str | Path) -> list[tuple[Path, str]]:
     """Rows of ``folder/captions.csv``: a video column (video/path/file/videoid) and a caption
-    column (caption/name/text/prompt). WebVid's ``videoid,...,name`` CSVs work as they are."""
+    column (caption/name/text/prompt). WebVid's ``videoid,...,name`` CSVs work as they are.
+
+    Every row must name an existing video and a non-empty caption; errors name the line."""
+    return [(path, caption) for _, path, caption in caption_rows(folder)]
+
+
+def caption_rows(folder: str | Path) -> list[tuple[int, Path, str]]:
+    """(line number in captions.csv, video path, caption) for every row; ValueError naming the
+    file and line for a malformed row or a video that does not exist."""
     folder = Path(folder)
     table = folder / "captions.csv"
     if not table.is_file():
         raise FileNotFoundError(f"data={str(folder)!r}: no captions.csv in that folder")
-    with open(table, newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        vcol = next((c for c in VIDEO_COLUMNS if c in cols), None)
-        ccol = next((c for c in CAPTION_COLUMNS if c in cols), None)
-        if vcol is None or ccol is None:
-            raise ValueError(f"{table}: header {cols} needs a video column {VIDEO_COLUMNS} and a "
-                             f"caption column {CAPTION_COLUMNS}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            name, caption = (row.get(vcol) or "").strip(), (row.get(ccol) or "").strip()
-            if not name or not caption:
-                raise ValueError(f"{table}, line {line}: empty {vcol!r} or {ccol!r}")
-            path = folder / name
-            if not path.suffix:  # WebVid ids come without extension
-                path = next(iter(sorted(folder.glob(name + ".*"))), path)
-            rows.append((path, caption))
+    try:
+        with open(table, newline="", encoding="utf-8") as fh:
+            return _parse_caption_table(folder, table, csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{table} is not a readable UTF-8 CSV file: {err}") from None
+
+
+def _parse_caption_table(folder: Path, table: Path, reader: csv.DictReader
+                         ) -> list[tuple[int, Path, str]]:
+    cols = reader.fieldnames or []
+    vcol = next((c for c in VIDEO_COLUMNS if c in cols), None)
+    ccol = next((c for c in CAPTION_COLUMNS if c in cols), None)
+    if vcol is None or ccol is None:
+        raise ValueError(f"{table}: header {cols} needs a video column {VIDEO_COLUMNS} and a "
+                         f"caption column {CAPTION_COLUMNS}")
+    rows = []
+    for row in reader:
+        line = reader.line_num
+        if None in row:  # DictReader files surplus fields under the key None
+            raise ValueError(f"{table}, line {line}: {len(cols) + len(row[None])} fields, the "
+                             f"header has {len(cols)} (quote captions that contain commas)")
+        name, caption = (row.get(vcol) or "").strip(), (row.get(ccol) or "").strip()
+        if not name or not caption:
+            raise ValueError(f"{table}, line {line}: empty {vcol!r} or {ccol!r}")
+        path = folder / name
+        if not path.suffix:  # WebVid ids come without extension
+            path = next(iter(sorted(folder.glob(glob.escape(name) + ".*"))), path)
+        if not path.is_file():
+            raise ValueError(f"{table}, line {line}: video {str(path)!r} does not exist")
+        rows.append((line, path, caption))
     if not rows:
         raise ValueError(f"{table} has no rows")
     return rows
+
+
+def check_video_folder(folder: str | Path) -> list[tuple[int, Path, str]]:
+    """Read captions.csv and open each video's header (cheap: no frames are decoded), so a bad
+    row or an unreadable file is reported before any model loads. Returns :func:`caption_rows`."""
+    import imageio.v3 as iio
+
+    rows = caption_rows(folder)
+    for line, path, _ in rows:
+        try:
+            iio.improps(path)
+        except Exception as err:  # imageio raises OSError, ValueError, ... by backend
+            raise ValueError(f"{Path(folder) / 'captions.csv'}, line {line}: video "
+                             f"{str(path)!r} cannot be read ({first_line(err)})") from None
+    return rows
+
+
+def check_prompt_lengths(tokenizer, prompts: Sequence[str], name: str = "prompts") -> None:
+    """ValueError if a prompt has more tokens than the text encoder takes (77 for CLIP): the
+    pipeline would silently cut it, and the reward would score a caption the model never saw."""
+    limit = tokenizer.model_max_length
+    for i, prompt in enumerate(prompts):
+        count = len(tokenizer(prompt).input_ids)  # with the start and end tokens
+        if count > limit:
+            raise ValueError(f"{name}[{i}] has {count} tokens (with start and end tokens); the "
+                             f"text encoder takes at most {limit}: shorten {prompt[:40]!r}...")
 
 
 @torch.no_grad()
@@ -120,8 +169,12 @@ def folder_clips(model: VideoModel, folder: str | Path, *, num_frames: int, heig
     """Read every clip of a captions.csv folder, resample to F frames at H x W, VAE-encode once."""
     gen = torch.Generator().manual_seed(seed)
     latents, captions = [], []
-    for path, caption in read_captions(folder):
-        frames = read_video(path, num_frames)  # (F, 3, H0, W0) in [-1, 1]
+    for line, path, caption in caption_rows(folder):
+        try:
+            frames = read_video(path, num_frames)  # (F, 3, H0, W0) in [-1, 1]
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{Path(folder) / 'captions.csv'}, line {line}: "
+                             f"{first_line(err)}") from None
         frames = F.interpolate(frames, size=(height, width), mode="bilinear", antialias=True,
                                align_corners=False)
         latents.append(model.encode_video(frames.permute(1, 0, 2, 3)[None], gen).float().cpu())

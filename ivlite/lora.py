@@ -14,6 +14,7 @@ An adapter folder holds ``adapter_config.json`` (peft's ``LoraConfig``) and
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -70,21 +71,39 @@ def lora_state_dict(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_adapter(unet: torch.nn.Module, folder: str | Path, metadata: dict | None = None) -> Path:
-    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``folder``."""
+    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``folder``.
+
+    Each file is written under a temporary name, flushed to disk and renamed over the old one, so
+    a crash mid-write leaves the previous file (or none), never half a file.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = unet.peft_config[ADAPTER_NAME]
     state = {k: v.to("cpu") for k, v in lora_state_dict(unet).items()}
-    save_file(state, folder / WEIGHTS_FILE, metadata={"format": "pt", **(metadata or {})})
+    tmp = folder / (WEIGHTS_FILE + ".tmp")
+    save_file(state, tmp, metadata={"format": "pt", **(metadata or {})})
+    _replace_durably(tmp, folder / WEIGHTS_FILE)
     config_dict = config.to_dict()
     config_dict["target_modules"] = sorted(config_dict["target_modules"])
-    (folder / CONFIG_FILE).write_text(json.dumps(config_dict, indent=2, default=str))
+    tmp = folder / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(config_dict, indent=2, default=str))
+    _replace_durably(tmp, folder / CONFIG_FILE)
     return folder
+
+
+def _replace_durably(tmp: Path, final: Path) -> None:
+    """fsync ``tmp`` and rename it to ``final`` (atomic on POSIX and Windows)."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
 
 
 def read_adapter(folder: str | Path) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
     """Read an adapter folder; clear errors for a missing or unreadable file."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"adapter {str(folder)!r} does not exist: expected a folder with "
+                                f"{CONFIG_FILE} and {WEIGHTS_FILE} (finetune writes run/adapter)")
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"adapter {str(folder)!r} has no {name}")
@@ -101,21 +120,33 @@ def load_adapter(unet: torch.nn.Module, folder: str | Path) -> torch.nn.Module:
     """Inject (if needed) and load an adapter; every key must match the model, or ValueError."""
     config, state = read_adapter(folder)
     if not has_lora(unet):
-        add_lora(unet, config)
-    expected = set(lora_state_dict(unet))
-    if set(state) != expected:
-        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise ValueError(f"adapter {str(folder)!r} does not fit this UNet: {len(missing)} LoRA "
-                         f"weights missing (e.g. {missing[:2]}), {len(extra)} unexpected "
-                         f"(e.g. {extra[:2]})")
-    current = lora_state_dict(unet)
-    bad = [k for k in state if state[k].shape != current[k].shape]
-    if bad:
-        raise ValueError(f"adapter {str(folder)!r} does not fit this UNet: {bad[0]} has shape "
-                         f"{tuple(state[bad[0]].shape)}, the model expects "
-                         f"{tuple(current[bad[0]].shape)} (another rank or base model?)")
+        try:
+            add_lora(unet, config)
+        except ValueError as err:  # its target modules do not exist in this UNet
+            raise ValueError(f"adapter {str(folder)!r} does not fit this UNet: {err}") from None
+    check_adapter_state(unet, state, f"adapter {str(folder)!r}")
     set_peft_model_state_dict(unet, state, adapter_name=ADAPTER_NAME)
     return unet
+
+
+def check_adapter_state(unet: torch.nn.Module, state: dict[str, torch.Tensor], source: str
+                        ) -> None:
+    """ValueError naming ``source`` unless ``state`` has exactly the LoRA weights of ``unet``, in
+    the same shapes and finite (peft itself loads a partial or misshapen state without a word)."""
+    current = lora_state_dict(unet)
+    if set(state) != set(current):
+        missing, extra = sorted(set(current) - set(state)), sorted(set(state) - set(current))
+        raise ValueError(f"{source} does not fit this UNet: {len(missing)} LoRA weights missing "
+                         f"(e.g. {missing[:2]}), {len(extra)} unexpected (e.g. {extra[:2]}); "
+                         f"another base model or other lora_targets?")
+    bad = [k for k in state if state[k].shape != current[k].shape]
+    if bad:
+        raise ValueError(f"{source} does not fit this UNet: {bad[0]} has shape "
+                         f"{tuple(state[bad[0]].shape)}, the model expects "
+                         f"{tuple(current[bad[0]].shape)} (another rank or base model?)")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{source} holds NaN or infinite values (in {bad[0]}); it is corrupt")
 
 
 def _tuner_layers(unet: torch.nn.Module) -> list[BaseTunerLayer]:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .config import first_line
 from .lora import read_adapter, save_adapter
 
 LATEST = "latest.json"
@@ -61,7 +62,12 @@ def optimizer_from_files(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
 
 def save_checkpoint(run_dir: str | Path, step: int, unet: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, extra: dict, keep: int = 2) -> Path:
-    """Write checkpoint ``step`` atomically, point ``latest.json`` at it, keep the newest ``keep``."""
+    """Write checkpoint ``step`` atomically, point ``latest.json`` at it, keep the newest ``keep``.
+
+    Order matters: the folder is complete and on disk before it gets its final name, and it is
+    complete under that name before ``latest.json`` points at it. A kill at any moment leaves
+    ``latest.json`` pointing at a complete checkpoint (or absent if none was finished).
+    """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
@@ -71,13 +77,53 @@ def save_checkpoint(run_dir: str | Path, step: int, unet: torch.nn.Module,
     tensors, rest = optimizer_to_files(optimizer)
     save_file(tensors, tmp / "optimizer.safetensors")
     _write_json(tmp / "training_state.json", {"step": step, "optimizer": rest, **extra})
-    if final.exists():
+    _fsync_files(tmp)
+    if final.exists():  # left by a run killed before it updated latest.json: not the latest
         shutil.rmtree(final)
     os.replace(tmp, final)
+    _fsync_dir(root)
     _write_json(root / LATEST, {"step": step, "folder": final.name})
-    for old in sorted(root.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(root)
+    _prune(root, step, keep)
     return final
+
+
+def _prune(root: Path, step: int, keep: int) -> None:
+    """Keep the newest ``keep`` checkpoints up to ``step``; drop older ones, leftover temporary
+    folders, and later ones (a killed run's future, which this run is replaying)."""
+    folders = sorted(root.glob("step-*"))
+    current = [f for f in folders if _step_of(f) is not None and _step_of(f) <= step]
+    doomed = current[:-keep] + [f for f in folders if f not in current]
+    doomed += [f for f in root.glob(".tmp-step-*")]
+    for old in doomed:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _step_of(folder: Path) -> int | None:
+    try:
+        return int(folder.name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _fsync_files(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -85,7 +131,14 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     pointer = Path(run_dir) / "checkpoints" / LATEST
     if not pointer.is_file():
         return None
-    folder = pointer.parent / json.loads(pointer.read_text())["folder"]
+    try:
+        name = json.loads(pointer.read_text())["folder"]
+        if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
+            raise ValueError(f"folder {name!r} is not a checkpoint folder name")
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{pointer} is corrupt ({err}); delete it to restart the run, or point "
+                         f"it at a complete checkpoint folder") from None
+    folder = pointer.parent / name
     if not (folder / "training_state.json").is_file():
         raise ValueError(f"{pointer} points at {folder}, which is incomplete or missing")
     return folder
@@ -94,10 +147,13 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """(LoRA state dict, optimizer state dict, training_state.json) of a checkpoint folder."""
     folder = Path(folder)
-    _, lora_state = read_adapter(folder)
     try:
+        _, lora_state = read_adapter(folder)
         info = json.loads((folder / "training_state.json").read_text())
         opt = optimizer_from_files(load_file(folder / "optimizer.safetensors"), info["optimizer"])
-    except Exception as err:
-        raise ValueError(f"checkpoint {str(folder)!r} is corrupt or unreadable: {err}") from err
+        if not isinstance(info["step"], int) or info["step"] < 0:
+            raise ValueError(f"step={info['step']!r} is not a step count")
+    except Exception as err:  # safetensors, JSON and key errors alike: name the folder
+        raise ValueError(f"checkpoint {str(folder)!r} is corrupt or unreadable: "
+                         f"{first_line(err)}") from None
     return lora_state, opt, info

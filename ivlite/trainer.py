@@ -7,16 +7,23 @@ calls the UNet many times (the chain's no-grad steps, then K checkpointed steps 
 which DDP's reducer does not expect, and the LoRA gradients are small (1.6M numbers at full
 scale), so one all-reduce per step costs little.
 
-The run folder (``out_dir``) holds ``config.yaml``, ``run_info.json`` (versions), ``log.jsonl``
-(one line per step: loss, reward, gradient norm, learning rate, seconds), ``checkpoints/`` and,
-at the end, ``adapter/`` (peft format).
+The run folder (``out_dir``) holds ``config.json`` (and the same as ``config.yaml``),
+``run_info.json`` (package versions, device, SHA-256 of the weights and data files read),
+``log.jsonl`` (one line per step: loss, reward, gradient norm, learning rate, seconds, whether the
+step was skipped), ``checkpoints/`` and, at the end, ``adapter/`` (peft format): safetensors and
+JSON only. Every input a user can get wrong is checked before the work it would spoil: the config
+and files before any model loads (:func:`check_environment`), what needs the model right after it
+loads (:func:`check_model_fits`). A step whose loss, reward or gradient is not finite is skipped
+and never checkpointed; ``max_bad_steps`` of them in a row stop the run (:class:`NonFiniteError`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +37,11 @@ from peft import set_peft_model_state_dict
 
 from .checkpointing import enable_unet_checkpointing
 from .common import seeded_generator, truncate_jsonl
-from .config import Config, ConfigError
-from .data import LatentClips, folder_clips, generated_clips
-from .lora import ADAPTER_NAME, add_lora, lora_config, save_adapter
+from .config import Config, ConfigError, first_line
+from .data import LatentClips, check_prompt_lengths, check_video_folder, folder_clips, \
+    generated_clips
+from .early_stop import early_stopping_from_config
+from .lora import ADAPTER_NAME, add_lora, check_adapter_state, lora_config, save_adapter
 from .models import VideoModel, load_video_model
 from .objective import instructvideo_objective
 from .rewards import Reward, RewardGradientError, build_reward, check_reward_gradients, \
@@ -40,7 +49,14 @@ from .rewards import Reward, RewardGradientError, build_reward, check_reward_gra
 from .state import latest_checkpoint, load_checkpoint, save_checkpoint
 
 # Fields that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = {"max_steps", "resume", "save_every", "device", "out_dir"}
+RESUMABLE_CHANGES = {"max_steps", "resume", "save_every", "device", "out_dir", "max_bad_steps"}
+
+BUILT_IN_MODELS = ("tiny-random", "tiny-world")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+class NonFiniteError(RuntimeError):
+    """Training stopped: too many steps in a row had a NaN or infinite loss, reward or gradient."""
 
 
 @dataclass
@@ -81,10 +97,72 @@ def check_environment(cfg: Config) -> None:
     if cfg.data not in ("generated", "world") and not (Path(cfg.data) / "captions.csv").is_file():
         raise ConfigError(f"data={cfg.data!r}: expected 'generated', 'world' or a folder "
                           f"containing captions.csv")
-    if cfg.model != "tiny-random" and Path(cfg.model).exists() \
+    if cfg.model not in BUILT_IN_MODELS and Path(cfg.model).exists() \
             and not (Path(cfg.model) / "unet").is_dir():
         raise ConfigError(f"model={cfg.model!r}: a local model folder must contain unet/, vae/, "
                           f"text_encoder/, tokenizer/ and scheduler/")
+    if cfg.model not in BUILT_IN_MODELS and _missing_path(cfg.model):
+        raise ConfigError(f"model={cfg.model!r}: no such folder, and not a hub id (org/name); "
+                          f"allowed: {list(BUILT_IN_MODELS)}, a local diffusers folder or a hub id")
+    if cfg.reward_checkpoint is not None and _missing_path(cfg.reward_checkpoint):
+        raise ConfigError(f"reward_checkpoint={cfg.reward_checkpoint!r} does not exist")
+    if cfg.data == "world" and (cfg.height, cfg.width) != (32, 32):
+        raise ConfigError(f"height={cfg.height}, width={cfg.width}: data='world' renders 32x32 "
+                          f"clips; use height=32 and width=32, or another data source")
+    _check_texts(cfg)
+
+
+def _missing_path(name: str) -> bool:
+    """True for a name that can only be a local path (not a hub id) and does not exist."""
+    return not Path(name).exists() and not _HUB_ID.match(name)
+
+
+def _check_texts(cfg: Config) -> None:
+    """Prompts and a folder's captions.csv rows and videos, checked before any model loads."""
+    from .tokenizer import clip_tokenizer
+
+    # ModelScopeT2V and the tiny models share OpenCLIP's BPE and its 77 positions; a model with
+    # another tokenizer is checked again once loaded (check_model_fits).
+    tokenizer = clip_tokenizer()
+    try:
+        check_prompt_lengths(tokenizer, cfg.prompts, "prompts")
+        if cfg.data not in ("generated", "world"):
+            rows = check_video_folder(cfg.data)
+            check_prompt_lengths(tokenizer, [c for _, _, c in rows],
+                                 f"{cfg.data}/captions.csv caption")
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def check_model_fits(cfg: Config, model: VideoModel, clips: LatentClips | None = None) -> None:
+    """Errors that need the loaded model (its VAE's downsampling, its tokenizer) or the clips,
+    raised before any clip is generated or any step runs."""
+    factor = model.vae_scale_factor
+    for name in ("height", "width"):
+        value = getattr(cfg, name)
+        if value % factor:
+            raise ConfigError(f"{name}={value} does not fit model={cfg.model!r}: its VAE "
+                              f"downsamples by {factor}, so {name} must be a multiple of {factor}")
+    names = [n for n, _ in model.unet.named_modules()]
+    unknown = [t for t in cfg.lora_targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unknown:  # peft names a target by the end of a module's path, as here
+        raise ConfigError(f"lora_targets={cfg.lora_targets!r}: {unknown} match no module of this "
+                          f"UNet; allowed: ends of module paths such as 'to_q', 'to_k', 'to_v', "
+                          f"'to_out.0'")
+    try:
+        check_prompt_lengths(model.tokenizer, cfg.prompts, "prompts")
+        if clips is not None:
+            check_prompt_lengths(model.tokenizer, clips.captions, "clip captions")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if clips is not None:
+        want = model.latent_shape(1, cfg.num_frames, cfg.height, cfg.width)[1:]
+        have = tuple(clips.latents.shape[1:])
+        if have != want:
+            raise ConfigError(
+                f"num_frames={cfg.num_frames}, height={cfg.height}, width={cfg.width}: the clips' "
+                f"latents are (C, F, h, w) = {have}, this model expects {want}; set num_frames, "
+                f"height and width to the clips' size")
 
 
 def load_clips(cfg: Config, model: VideoModel) -> LatentClips:
@@ -100,40 +178,158 @@ def load_clips(cfg: Config, model: VideoModel) -> LatentClips:
                         width=cfg.width, seed=cfg.seed)
 
 
-def _versions() -> dict:
-    import accelerate
-    import diffusers
-    import peft
+def versions() -> dict[str, str]:
+    """Versions of Python and of every package whose code shapes a run's numbers."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "peft": peft.__version__,
-            "accelerate": accelerate.__version__}
+    found = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("ivlite", "diffusers", "transformers", "peft", "accelerate", "open_clip_torch",
+                 "safetensors", "numpy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def provenance(cfg: Config) -> dict:
+    """SHA-256 of the files a run reads (shipped assets, local weights, captions.csv), so a
+    result can be traced to exactly these bytes. Hub models are recorded by id and revision."""
+    from .world.assets import sha256
+
+    def files(folder: Path, patterns=("**/*.json", "**/*.safetensors", "**/*.bin", "**/*.txt",
+                                      "**/*.pt")) -> dict[str, str]:
+        paths = sorted({p for pat in patterns for p in folder.glob(pat) if p.is_file()})
+        return {str(p): sha256(p) for p in paths}
+
+    record: dict = {"model": cfg.model, "reward": cfg.reward, "data": cfg.data, "sha256": {}}
+    sums = record["sha256"]
+    if cfg.model == "tiny-world":
+        from .world.tiny_models import WORLD_DIR
+
+        sums.update(files(WORLD_DIR, ("vae/*", "unet/*", "text_encoder/*", "manifest.json")))
+    elif cfg.model != "tiny-random" and Path(cfg.model).is_dir():
+        sums.update(files(Path(cfg.model)))
+    elif cfg.model != "tiny-random":
+        record["model_revision"] = _hub_revision(cfg.model)
+    if cfg.reward_checkpoint is not None and Path(cfg.reward_checkpoint).exists():
+        ckpt = Path(cfg.reward_checkpoint)
+        sums.update(files(ckpt) if ckpt.is_dir() else {str(ckpt): sha256(ckpt)})
+    elif "tiny-hps" in parse_reward_spec(cfg.reward):
+        from .world.reward_model import REWARD_FOLDER
+
+        sums.update(files(REWARD_FOLDER))
+    if cfg.data not in ("generated", "world"):
+        table = Path(cfg.data) / "captions.csv"
+        sums[str(table)] = sha256(table)
+    return record
+
+
+def _hub_revision(repo: str) -> str | None:
+    """The commit of ``repo`` in the local hub cache (what from_pretrained loads), if cached."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(repo, "model_index.json")
+        return Path(path).parent.name if isinstance(path, str) else None
+    except Exception:  # no cache, an odd layout: provenance must not stop a run
+        return None
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_run_config(out: Path) -> dict:
+    """The interrupted run's config: config.json (older runs: config.yaml)."""
+    import yaml
+
+    for name, parse in (("config.json", json.loads), ("config.yaml", yaml.safe_load)):
+        path = out / name
+        if path.is_file():
+            try:
+                data = parse(path.read_text())
+            except (ValueError, yaml.YAMLError) as err:
+                raise ConfigError(f"resume: {path} is corrupt ({err}); restore it or start a "
+                                  f"new run in another out_dir") from None
+            if isinstance(data, dict):
+                return data
+    raise ConfigError(f"resume: out_dir={str(out)!r} has checkpoints but no config.json; "
+                      f"it was not written by ivlite finetune")
 
 
 def _prepare_out_dir(cfg: Config, accelerator: Accelerator) -> Path:
     """Refuse to overwrite a run by accident; on resume, refuse a changed method."""
     out = Path(cfg.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out_dir={cfg.out_dir!r} is a file; choose a folder path")
     has_run = (out / "checkpoints" / "latest.json").is_file()
     if has_run and not cfg.resume:
         raise ConfigError(f"out_dir={cfg.out_dir!r} already holds a run; pass resume=true to "
                           f"continue it, or choose another out_dir")
     if has_run:
-        import yaml
-
-        old = yaml.safe_load((out / "config.yaml").read_text())
-        changed = {k: (old.get(k), v) for k, v in cfg.to_dict().items()
-                   if k not in RESUMABLE_CHANGES and old.get(k) != v}
+        old, defaults = _read_run_config(out), Config().to_dict()
+        # A field added to ivlite after the run started counts as its default value.
+        changed = {k: (old.get(k, defaults[k]), v) for k, v in cfg.to_dict().items()
+                   if k not in RESUMABLE_CHANGES and old.get(k, defaults[k]) != v}
         if changed:
             k, (a, b) = next(iter(changed.items()))
             raise ConfigError(f"resume: {k}={b!r} differs from the interrupted run's {k}={a!r}; "
                               f"only {sorted(RESUMABLE_CHANGES)} may change on resume")
+        done = _checkpoint_step(out)
+        if done is not None and done > cfg.max_steps:
+            raise ConfigError(f"max_steps={cfg.max_steps} is below the {done} steps out_dir="
+                              f"{cfg.out_dir!r} has done; give max_steps >= {done}")
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(cfg.to_yaml())
-        (out / "run_info.json").write_text(json.dumps(
-            {"versions": _versions(), "processes": accelerator.num_processes,
-             "device": str(accelerator.device)}, indent=2))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            # config.json is the record (resume reads it); config.yaml is the same values for
+            # people and for `ivlite finetune --config`.
+            _write_json(out / "config.json", cfg.to_dict())
+            (out / "config.yaml").write_text(cfg.to_yaml())
+        except OSError as err:
+            raise ConfigError(f"out_dir={cfg.out_dir!r} cannot be written: "
+                              f"{err.strerror or err}") from None
     return out
+
+
+def _checkpoint_step(out: Path) -> int | None:
+    try:
+        return int(json.loads((out / "checkpoints" / "latest.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a corrupt pointer is reported, with its path, when it is loaded
+
+
+def _write_run_info(cfg: Config, out: Path, accelerator: Accelerator) -> None:
+    """run_info.json: versions, device, processes and input checksums of this session; those of
+    earlier sessions of a resumed run are kept under ``earlier_sessions``."""
+    path = out / "run_info.json"
+    earlier = []
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+            earlier = old.pop("earlier_sessions", []) + [old]
+        except ValueError:
+            earlier = []
+    info = {"versions": versions(), "processes": accelerator.num_processes,
+            "device": str(accelerator.device), "inputs": provenance(cfg),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _write_json(path, {**info, "earlier_sessions": earlier})
+
+
+def _json_safe(record: dict) -> dict:
+    """NaN and infinity are not JSON: the log writes them as null (``non_finite`` says which)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in record.items()}
+
+
+def _check_finite_weights(params: list[torch.nn.Parameter], step: int) -> None:
+    """Never write a checkpoint or an adapter holding NaN or infinite weights."""
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        raise NonFiniteError(f"step {step}: the LoRA weights hold NaN or infinite values; nothing "
+                             f"was saved from this step, the last checkpoint is intact")
 
 
 def _mean_gradients(params: list[torch.nn.Parameter], accelerator: Accelerator) -> None:
@@ -150,11 +346,15 @@ def _mean_gradients(params: list[torch.nn.Parameter], accelerator: Accelerator) 
 
 
 def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | None = None,
-             clips: LatentClips | None = None, progress: bool = True) -> RunResult:
+             clips: LatentClips | None = None, progress: bool = True,
+             stop_when=None) -> RunResult:
     """Run (or resume) InstructVideo fine-tuning as ``cfg`` says. Returns the run's result.
 
     ``model``, ``reward`` and ``clips`` replace what ``cfg.model``, ``cfg.reward`` and ``cfg.data``
-    would load (tests and notebooks pass objects they built).
+    would load (tests and notebooks pass objects they built). ``stop_when(step, record, unet)``,
+    called after every step, ends the run early when it returns True (see
+    :mod:`ivlite.early_stop`: ``TimeBudget``; ``EarlyStopping``, which ``cfg.early_stop_judge``
+    sets up when ``stop_when`` is None).
     """
     cfg.validate()
     check_environment(cfg)
@@ -166,16 +366,23 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.device == "cpu")
     out = _prepare_out_dir(cfg, accelerator)
+    # A corrupt checkpoint is reported now, not after the model has loaded.
+    folder = latest_checkpoint(out) if cfg.resume else None
+    saved = load_checkpoint(folder) if folder is not None else None
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision,
                                                                       torch.float32)
 
     torch.manual_seed(cfg.seed)  # LoRA's A matrices: the same on every process
     model = model if model is not None else load_video_model(cfg.model, dtype=weight_dtype)
+    check_model_fits(cfg, model)  # before clips are generated or encoded
     model.freeze().to(accelerator.device, weight_dtype)
     reward = reward if reward is not None else build_reward(cfg.reward, cfg.reward_checkpoint)
     if isinstance(reward, torch.nn.Module):
         reward.requires_grad_(False).eval().to(accelerator.device, weight_dtype)
     clips = clips if clips is not None else load_clips(cfg, model)
+    check_model_fits(cfg, model, clips)
+    if accelerator.is_main_process:
+        _write_run_info(cfg, out, accelerator)
     try:  # hours of training against a reward that cuts the gradient would train nothing
         check_reward_gradients(reward, clips.captions[:1], cfg.height, cfg.width,
                                device=accelerator.device)
@@ -195,15 +402,8 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
     optimizer = accelerator.prepare(optimizer)  # loss scaling for fp16; the UNet is not wrapped
 
     start = 0
-    folder = latest_checkpoint(out) if cfg.resume else None
-    if folder is not None:
-        lora_state, opt_state, info = load_checkpoint(folder)
-        set_peft_model_state_dict(model.unet, lora_state, adapter_name=ADAPTER_NAME)
-        optimizer.load_state_dict(opt_state)
-        lr_schedule.load_state_dict(info["lr_schedule"])
-        if accelerator.scaler is not None and info.get("scaler"):
-            accelerator.scaler.load_state_dict(info["scaler"])
-        start = info["step"]
+    if saved is not None:
+        start = _restore(folder, saved, model, optimizer, lr_schedule, accelerator)
     log_path = out / "log.jsonl"
     if accelerator.is_main_process:
         truncate_jsonl(log_path, start)
@@ -213,30 +413,77 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=start, desc="instructvideo", unit="step")
+    if stop_when is None:
+        try:
+            stop_when = early_stopping_from_config(cfg, model, reward,
+                                                   write=accelerator.is_main_process)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    if hasattr(stop_when, "begin"):
+        stop_when.begin(model.unet, start)  # score the starting point
     result = RunResult(out, start)
+    bad_in_a_row = 0
     for step in range(start, cfg.max_steps):
         record = _train_step(cfg, step, model, reward, clips, params, optimizer, lr_schedule,
                              accelerator)
+        stop = stop_when is not None and bool(stop_when(step + 1, record, model.unet))
         result.steps = step + 1
         result.log.append(record)
         if accelerator.is_main_process:
             with open(log_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+                fh.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
             if bar is not None:
                 bar.set_postfix(reward=f"{record['reward']:.4f}", loss=f"{record['loss']:.4f}")
                 bar.update(1)
-        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps:
+        bad_in_a_row = bad_in_a_row + 1 if record["non_finite"] else 0
+        if bad_in_a_row >= cfg.max_bad_steps:
+            if bar is not None:
+                bar.close()
+            span = f"step {step + 1} had" if bad_in_a_row == 1 else \
+                f"steps {step + 2 - bad_in_a_row}-{step + 1}: {bad_in_a_row} steps in a row had"
+            raise NonFiniteError(
+                f"{span} a non-finite {', '.join(record['non_finite'])} (max_bad_steps="
+                f"{cfg.max_bad_steps}); stopped. The last checkpoint (if any) in "
+                f"{out / 'checkpoints'} holds the last good weights. Check the reward for "
+                f"NaN/inf, or lower learning_rate or set max_grad_norm")
+        # A skipped step writes no checkpoint: resuming from the previous one replays it exactly.
+        due = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps or stop
+        if due and not record["non_finite"]:
             accelerator.wait_for_everyone()
+            _check_finite_weights(params, step + 1)
             if accelerator.is_main_process:
                 extra = {"lr_schedule": lr_schedule.state_dict(), "config": cfg.to_dict(),
                          "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None}
                 save_checkpoint(out, step + 1, model.unet, optimizer, extra)
+        if stop:
+            break
+    if hasattr(stop_when, "finish"):
+        stop_when.finish(model.unet)  # early stopping: the best evaluation's weights go back
     if bar is not None:
         bar.close()
     accelerator.wait_for_everyone()
+    _check_finite_weights(params, result.steps)
     if accelerator.is_main_process:
         save_adapter(model.unet, out / "adapter", metadata={"steps": str(result.steps)})
     return result
+
+
+def _restore(folder: Path, saved: tuple, model: VideoModel, optimizer, lr_schedule,
+             accelerator: Accelerator) -> int:
+    """Load a checkpoint (``load_checkpoint(folder)``) into the run; returns its step. One that
+    does not fit this model or optimizer gives a ValueError naming its folder."""
+    lora_state, opt_state, info = saved
+    check_adapter_state(model.unet, lora_state, f"checkpoint {str(folder)!r}")
+    try:
+        set_peft_model_state_dict(model.unet, lora_state, adapter_name=ADAPTER_NAME)
+        optimizer.load_state_dict(opt_state)
+        lr_schedule.load_state_dict(info["lr_schedule"])
+        if accelerator.scaler is not None and info.get("scaler"):
+            accelerator.scaler.load_state_dict(info["scaler"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise ValueError(f"checkpoint {str(folder)!r} does not fit this run: "
+                         f"{first_line(err)}") from None
+    return info["step"]
 
 
 def _train_step(cfg: Config, step: int, model: VideoModel, reward: Reward, clips: LatentClips,
@@ -262,14 +509,21 @@ def _train_step(cfg: Config, step: int, model: VideoModel, reward: Reward, clips
                                                  device=accelerator.device), "mean"))
     mean_reward = float(accelerator.reduce(torch.tensor(sum(rewards) / len(rewards),
                                                         device=accelerator.device), "mean"))
-    # fp16's loss scaler skips steps with overflowing gradients by itself; otherwise a
-    # non-finite loss or gradient means this update would poison the weights: skip it.
-    skipped = accelerator.scaler is None and not (math.isfinite(loss) and math.isfinite(grad_norm))
+    # A non-finite loss, reward or gradient would poison the weights: skip the update. Under
+    # fp16 an overflowing gradient alone is the loss scaler's business (it skips the update and
+    # lowers its scale), not an error.
+    non_finite = [name for name, value in (("loss", loss), ("reward", mean_reward),
+                                           ("gradient", grad_norm)) if not math.isfinite(value)]
+    if accelerator.scaler is not None and non_finite == ["gradient"]:
+        non_finite = []
     lr = lr_schedule.get_last_lr()[0]
-    if not skipped:
+    if not non_finite:
         optimizer.step()
         lr_schedule.step()
+    elif accelerator.scaler is not None:
+        accelerator.scaler.update()  # close this step's unscale_ without applying it
+    skipped = bool(non_finite) or bool(getattr(optimizer, "step_was_skipped", False))
     optimizer.zero_grad(set_to_none=True)
     return {"step": step + 1, "loss": loss, "reward": mean_reward, "grad_norm": grad_norm,
-            "lr": lr, "unet_calls": calls, "skipped": skipped,
+            "lr": lr, "unet_calls": calls, "skipped": skipped, "non_finite": non_finite,
             "seconds": round(time.perf_counter() - t0, 4)}

@@ -1,0 +1,290 @@
+"""Bad input: every invalid configuration, prompt, data folder or adapter a user can type gives
+one clear error naming the input, the value and what is allowed, before any heavy work starts
+(no model is trained, no clip generated, no run folder filled); the command line turns each into
+one line on stderr and a non-zero exit status, never a traceback."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ivlite.cli import main
+from ivlite.config import Config, ConfigError
+from ivlite.lora import add_lora, load_adapter, lora_config, save_adapter
+from ivlite.models import tiny_random_model
+from ivlite.trainer import finetune
+
+FAST = dict(num_frames=8, segments=4, ddim_steps=10, max_steps=2)
+LONG_PROMPT = " ".join(["a red circle moving left over a striped background"] * 10)
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+
+
+def _cfg(tmp_path, **kw):
+    return Config.preset("tiny-random", out_dir=str(tmp_path / "run"), **{**FAST, **kw})
+
+
+def _assert_no_work_done(tmp_path):
+    """Nothing heavy ran: no run folder with a log, a checkpoint or an adapter."""
+    run = tmp_path / "run"
+    assert not (run / "log.jsonl").exists() and not (run / "checkpoints").exists()
+    assert not (run / "adapter").exists()
+
+
+# (config changes, fragments the message must hold: the input's name, its value, what is allowed)
+BAD_CONFIGS = [
+    ({"tau": 0.0}, ["tau=0.0", "0 < tau <= 1"]),
+    ({"tau": 1.5}, ["tau=1.5", "0 < tau <= 1"]),
+    ({"tau": "strong"}, ["tau='strong'", "0 < tau <= 1"]),
+    ({"tau": 0.05}, ["tau * ddim_steps", "need tau >= 0.1"]),
+    ({"ddim_steps": 0}, ["ddim_steps=0", "1 <= ddim_steps <= 1000"]),
+    ({"ddim_steps": 5000}, ["ddim_steps=5000", "1 <= ddim_steps <= 1000"]),
+    ({"grad_steps": 7}, ["grad_steps=7", "1 <= grad_steps <= 6", "int(tau * ddim_steps) = 6"]),
+    ({"grad_steps": 0}, ["grad_steps=0", "1 <= grad_steps"]),
+    ({"segments": 9}, ["segments=9", "1 <= segments <= 8", "num_frames"]),
+    ({"segments": 0}, ["segments=0", "1 <= segments"]),
+    ({"lambda_tar": -0.5}, ["lambda_tar=-0.5", "a finite number >= 0"]),
+    ({"lambda_tar": math.inf}, ["lambda_tar=inf", "a finite number >= 0"]),
+    ({"learning_rate": 0.0}, ["learning_rate=0.0", "0 < learning_rate <= 1"]),
+    ({"learning_rate": 3.0}, ["learning_rate=3.0", "0 < learning_rate <= 1"]),
+    ({"learning_rate": "fast"}, ["learning_rate='fast'", "0 < learning_rate <= 1"]),
+    ({"height": 30}, ["height=30", "multiple of 8"]),
+    ({"width": 4}, ["width=4", "8 <= width <= 4096"]),
+    ({"num_frames": 0}, ["num_frames=0", "1 <= num_frames"]),
+    ({"num_frames": 2}, ["segments=4", "1 <= segments <= 2"]),  # fewer frames than segments
+    ({"prompts": []}, ["prompts=[]", "a non-empty list of strings"]),
+    ({"prompts": ["a red circle", "   "]}, ["prompts[1]='   '", "a non-empty string"]),
+    ({"prompts": ["a red circle", 7]}, ["prompts[1]=7", "a non-empty string"]),
+    ({"prompts": [LONG_PROMPT]}, ["prompts[0] has 92 tokens", "at most 77"]),
+    ({"reward": "no-such-reward"}, ["reward='no-such-reward'", "unknown reward",
+                                    "tiny-random-clip"]),
+    ({"reward": "tiny-random-clip:lots"}, ["weight 'lots'", "not a number"]),
+    ({"device": "tpu"}, ["device='tpu'", "'auto', 'cpu', 'cuda' or 'cuda:N'"]),
+    ({"mixed_precision": "fp8"}, ["mixed_precision='fp8'", "'no', 'fp16' or 'bf16'"]),
+    ({"mixed_precision": "fp16", "device": "cpu"}, ["mixed_precision='fp16'", "CUDA device",
+                                                    "'bf16' or 'no'"]),
+    ({"data": "/nonexistent/clips"}, ["data='/nonexistent/clips'", "captions.csv"]),
+    ({"model": "/nonexistent/model"}, ["model='/nonexistent/model'", "hub id"]),
+    ({"reward_checkpoint": "/nonexistent/hps.pt"}, ["reward_checkpoint='/nonexistent/hps.pt'",
+                                                   "does not exist"]),
+    ({"data": "world", "height": 64, "width": 64}, ["height=64", "data='world'", "32x32"]),
+    ({"batch_size": 0}, ["batch_size=0", "1 <= batch_size"]),
+    ({"grad_accum": 1.5}, ["grad_accum=1.5", "an integer"]),
+    ({"lora_rank": 0}, ["lora_rank=0", "1 <= lora_rank"]),
+    ({"lora_targets": []}, ["lora_targets=[]", "non-empty list"]),
+    ({"max_grad_norm": 0.0}, ["max_grad_norm=0.0", "> 0"]),
+    ({"max_bad_steps": 0}, ["max_bad_steps=0", "1 <= max_bad_steps"]),
+    ({"save_every": 0}, ["save_every=0", "1 <= save_every"]),
+    ({"seed": -1}, ["seed=-1", "0 <= seed"]),
+    ({"resume": "yes please"}, ["resume='yes please'", "true or false"]),
+    ({"chain": "partial"}, ["chain='partial'", "'edit' or 'full'"]),
+]
+
+
+@pytest.mark.parametrize("changes, fragments", BAD_CONFIGS,
+                         ids=[",".join(c) + f"-{i}" for i, (c, _) in enumerate(BAD_CONFIGS)])
+def test_bad_config_fails_before_any_work(tmp_path, changes, fragments):
+    with pytest.raises(ConfigError) as err:
+        finetune(_cfg(tmp_path, **changes), progress=False)
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+    _assert_no_work_done(tmp_path)
+
+
+@NO_CUDA
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_asked_for_without_cuda(tmp_path, device):
+    with pytest.raises(ConfigError, match=f"device='{device}' but no CUDA device is available"):
+        finetune(_cfg(tmp_path, device=device), progress=False)
+    _assert_no_work_done(tmp_path)
+
+
+def test_out_dir_that_is_a_file(tmp_path):
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(ConfigError, match="out_dir=.*run' is a file"):
+        finetune(_cfg(tmp_path), progress=False)
+
+
+def test_resume_with_fewer_steps_than_done_or_a_corrupt_config(tmp_path):
+    cfg = _cfg(tmp_path, max_steps=4, resume=True)
+    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "latest.json").write_text(json.dumps({"step": 10, "folder": "step-000010"}))
+    (tmp_path / "run" / "config.json").write_text(json.dumps(cfg.to_dict()))
+    with pytest.raises(ConfigError, match="max_steps=4 is below the 10 steps"):
+        finetune(cfg, progress=False)
+    (tmp_path / "run" / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"config.json is corrupt"):
+        finetune(cfg, progress=False)
+
+
+# --- a folder of videos with captions.csv ---------------------------------------------------
+
+def _video_folder(tmp_path, table: str, videos=("0.gif",)):
+    from ivlite.video_io import write_video
+
+    folder = tmp_path / "clips"
+    for name in videos:
+        write_video(torch.zeros(4, 3, 16, 16), folder / name)
+    (folder / "captions.csv").write_bytes(table.encode("utf-8") if isinstance(table, str)
+                                          else table)
+    return folder
+
+
+@pytest.mark.parametrize("table, fragments", [
+    ("clip,words\n0.gif,a cat\n", ["header ['clip', 'words']", "video column", "caption column"]),
+    ("video,caption\n0.gif,a cat\n0.gif,\n", ["line 3", "empty 'video' or 'caption'"]),
+    ("video,caption\n0.gif,a cat,running\n", ["line 2", "3 fields", "header has 2"]),
+    ("video,caption\n0.gif,a cat\nmissing.mp4,a dog\n", ["line 3", "missing.mp4",
+                                                         "does not exist"]),
+    ("video,caption\n", ["captions.csv has no rows"]),
+    ("video,caption\n0.gif," + LONG_PROMPT + "\n", ["caption[0] has 92 tokens", "at most 77"]),
+    (b"video,caption\n0.gif,caf\xe9\n", ["not a readable UTF-8 CSV"]),
+], ids=["header", "empty-caption", "extra-field", "missing-video", "no-rows", "long-caption",
+        "not-utf8"])
+def test_bad_captions_csv(tmp_path, table, fragments):
+    folder = _video_folder(tmp_path, table)
+    with pytest.raises(ConfigError) as err:
+        finetune(_cfg(tmp_path, data=str(folder)), progress=False)
+    for fragment in fragments:
+        assert fragment in str(err.value), str(err.value)
+    assert "captions.csv" in str(err.value)
+    _assert_no_work_done(tmp_path)
+
+
+def test_unreadable_video_names_file_and_row(tmp_path):
+    folder = _video_folder(tmp_path, "video,caption\n0.gif,a cat\nbroken.mp4,a dog\n")
+    (folder / "broken.mp4").write_bytes(b"this is not a video")
+    with pytest.raises(ConfigError) as err:
+        finetune(_cfg(tmp_path, data=str(folder)), progress=False)
+    message = str(err.value)
+    assert "line 3" in message and "broken.mp4" in message and "cannot be read" in message
+    assert "\n" not in message  # ffmpeg's page of diagnostics is cut to its first line
+    _assert_no_work_done(tmp_path)
+
+
+# --- inputs that need the loaded model ----------------------------------------------------
+
+def test_resolution_the_model_cannot_take(tmp_path):
+    """A VAE that downsamples by 16 cannot encode 40x40 frames (40 is a multiple of 8 only)."""
+    from diffusers import AutoencoderKL
+
+    model = tiny_random_model()
+    model.vae = AutoencoderKL(block_out_channels=(8,) * 5, latent_channels=4, norm_num_groups=8,
+                              down_block_types=("DownEncoderBlock2D",) * 5, layers_per_block=1,
+                              up_block_types=("UpDecoderBlock2D",) * 5)
+    with pytest.raises(ConfigError, match="height=40 does not fit .* multiple of 16"):
+        finetune(_cfg(tmp_path, height=40, width=48), model=model, progress=False)
+    _assert_no_work_done(tmp_path)
+
+
+def test_lora_target_the_model_lacks(tmp_path, tiny_model):
+    with pytest.raises(ConfigError, match=r"lora_targets=\['to_q', 'to_qkv'\]: \['to_qkv'\] "
+                                          r"match no module"):
+        finetune(_cfg(tmp_path, lora_targets=["to_q", "to_qkv"]), model=tiny_model,
+                 progress=False)
+    _assert_no_work_done(tmp_path)
+
+
+def test_clips_of_another_size_than_the_config(tmp_path, tiny_model):
+    from ivlite.data import LatentClips
+
+    clips = LatentClips(torch.zeros(2, 4, 16, 4, 4), ["a red circle", "a blue square"])
+    with pytest.raises(ConfigError, match=r"num_frames=8.*\(4, 16, 4, 4\).*\(4, 8, 4, 4\)"):
+        finetune(_cfg(tmp_path), model=tiny_model, clips=clips, progress=False)
+    _assert_no_work_done(tmp_path)
+
+
+# --- adapters -------------------------------------------------------------------------------
+
+def _adapter(tmp_path, name, rank=4, targets=("to_q", "to_k", "to_v", "to_out.0"), text_dim=32):
+    unet = tiny_random_model(text_dim=text_dim).unet
+    add_lora(unet, lora_config(rank=rank, targets=targets))
+    return save_adapter(unet, tmp_path / name)
+
+
+def test_wrong_adapters_name_the_adapter(tmp_path):
+    other_model = _adapter(tmp_path, "other-model", text_dim=16)  # cross-attention of width 16
+    with pytest.raises(ValueError, match=r"adapter '.*other-model' does not fit this UNet: "
+                                         r".*has shape .*another rank or base model"):
+        load_adapter(tiny_random_model().unet, other_model)
+
+    rank8 = _adapter(tmp_path, "rank8", rank=8)
+    unet = tiny_random_model().unet
+    add_lora(unet, lora_config(rank=4))
+    with pytest.raises(ValueError, match=r"adapter '.*rank8' does not fit this UNet"):
+        load_adapter(unet, rank8)
+
+    fewer = _adapter(tmp_path, "q-only", targets=("to_q",))
+    unet = tiny_random_model().unet
+    add_lora(unet, lora_config(rank=4))
+    with pytest.raises(ValueError, match=r"adapter '.*q-only' does not fit this UNet: \d+ LoRA "
+                                         r"weights missing"):
+        load_adapter(unet, fewer)
+
+    foreign = _adapter(tmp_path, "foreign")
+    config = json.loads((foreign / "adapter_config.json").read_text())
+    (foreign / "adapter_config.json").write_text(json.dumps({**config,
+                                                             "target_modules": ["qkv_proj"]}))
+    with pytest.raises(ValueError, match=r"adapter '.*foreign' does not fit this UNet: "
+                                         r"lora_targets=\['qkv_proj'\]"):
+        load_adapter(tiny_random_model().unet, foreign)
+
+    with pytest.raises(FileNotFoundError, match=r"adapter '.*absent' does not exist"):
+        load_adapter(tiny_random_model().unet, tmp_path / "absent")
+
+
+# --- the command line ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["finetune", "--tau", "abc"], "tau='abc' is out of range; allowed: 0 < tau <= 1"),
+    (["finetune", "--tau", "[0.5"], "tau='[0.5' is not a valid YAML value"),
+    (["finetune", "--segments", "20"], "segments=20 is out of range"),
+    (["finetune", "--prompts", f"[{LONG_PROMPT}]"], "prompts[0] has 92 tokens"),
+    (["finetune", "--taus", "0.5"], "unrecognized arguments: --taus 0.5"),
+    (["finetune", "--reward", "nope"], "unknown reward 'nope'"),
+    (["finetune", "--config", "/nonexistent.yaml"], "'/nonexistent.yaml' does not exist"),
+    (["sample", "--adapter", "/nonexistent/adapter"], "adapter '/nonexistent/adapter' does not "
+                                                      "exist"),
+    (["sample", "--prompt", ""], "prompts[0]='' is out of range"),
+    (["evaluate", "--seeds", "0"], "--seeds=0 must be an integer >= 1"),
+    (["evaluate", "--lora-scale", "nan"], "--lora-scale=nan must be a finite number"),
+])
+def test_cli_gives_one_line_and_non_zero_status(argv, fragment, capsys):
+    status = _exit_status(argv)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert fragment in err and "Traceback" not in err
+
+
+@NO_CUDA
+def test_cli_cuda_without_cuda(capsys, tmp_path):
+    assert _exit_status(["finetune", "--device", "cuda", "--out-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("ivlite finetune: error: device='cuda' but no CUDA device is "
+                           "available; use device='cpu' or 'auto'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_in_a_real_process(tmp_path):
+    """The installed command's exit status and stderr, as a shell sees them."""
+    done = subprocess.run([sys.executable, "-m", "ivlite.cli", "finetune", "--learning-rate", "-1",
+                           "--out-dir", str(tmp_path / "r")], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("ivlite finetune: error: learning_rate=-1.0 is out of range; "
+                                   "allowed: 0 < learning_rate <= 1")
+    assert not (tmp_path / "r").exists()
+
+
+def _exit_status(argv) -> int:
+    """main()'s return value, or the status argparse exits with."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
