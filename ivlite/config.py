@@ -208,7 +208,7 @@ class Config:
         """A named preset (see :data:`PRESETS`) with ``overrides`` applied (not yet validated)."""
         if not isinstance(name, str) or name not in PRESETS:
             raise ConfigError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        return dataclasses.replace(cls(), **PRESETS[name]).override(overrides)
+        return cls().override(PRESETS[name]).override(overrides)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Config":
@@ -265,7 +265,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "width": 32, "max_steps": 200, "learning_rate": 2e-4, "save_every": 50,
                    "prompts": ["a red circle moving left"]},
     # ModelScopeT2V + HPSv2 as in the paper (batch 8 = 2 per GPU x 4 GPUs; here 1 x accumulation).
+    # Prompts: the 45 in-domain animal captions of ivlite.prompts.
     "modelscope": {"model": "damo-vilab/text-to-video-ms-1.7b", "reward": "hpsv2",
+                   "prompts": "animals",
                    "height": 256, "width": 256, "max_steps": 20000, "batch_size": 1,
                    "grad_accum": 8, "mixed_precision": "fp16", "save_every": 500},
 }
@@ -312,6 +314,21 @@ def _coerce(name: str, value: Any, current: Any, f: dataclasses.Field) -> Any:
         return int(value)
     if isinstance(value, os.PathLike) and (isinstance(current, str) or current is None):
         return os.fspath(value)
+    if name == "prompts" and isinstance(value, (str, list)):
+        return _expand_prompt_sets(value)
     if isinstance(current, list) and isinstance(value, str) and value.strip():
         return [value]  # --prompts "a cat" means one prompt, not a string to reject
+    return value
+
+
+def _expand_prompt_sets(value: str | list) -> Any:
+    """``prompts: animals`` (or a list mixing set names and prompts) -> the list of prompts, so
+    that the run's config records what was trained on. A plain string is one prompt."""
+    from .prompts import PROMPT_SETS, resolve_prompts
+
+    if isinstance(value, str):
+        return resolve_prompts(value) if value in PROMPT_SETS else ([value] if value.strip()
+                                                                    else value)
+    if all(isinstance(v, str) for v in value):
+        return resolve_prompts(value)
     return value

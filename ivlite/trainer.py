@@ -86,6 +86,13 @@ def check_environment(cfg: Config) -> None:
     if wants_cuda and ":" in cfg.device and int(cfg.device[5:]) >= torch.cuda.device_count():
         raise ConfigError(f"device={cfg.device!r} but only {torch.cuda.device_count()} CUDA "
                           f"device(s) exist (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    sharded = [name for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+               if os.environ.get(name, "").lower() in ("1", "true")]
+    if sharded:
+        # A step calls the UNet a dozen times, so ivlite all-reduces the LoRA gradients itself
+        # instead of wrapping the model (DDP/FSDP/DeepSpeed); a sharding config would be ignored.
+        raise ConfigError(f"{sharded[0]} is set: ivlite finetune is data-parallel only; use an "
+                          f"accelerate config with distributed_type MULTI_GPU (no FSDP/DeepSpeed)")
     on_cpu = cfg.device == "cpu" or not torch.cuda.is_available()
     if cfg.mixed_precision == "fp16" and on_cpu:
         raise ConfigError("mixed_precision='fp16' needs a CUDA device; use 'bf16' or 'no' on "

@@ -3,12 +3,14 @@
 The chapters in ``book/`` are thin drivers; what they compute more than once lives here:
 
 - figures: :func:`frame_strip` (a clip's frames in a row, picked frames outlined),
-  :func:`clip_rows` (several clips, one per row), :func:`pick_chart` (which frames SegVR picks);
+  :func:`clip_rows` (several clips, one per row), :func:`pick_chart` (which frames SegVR picks),
+  :func:`chain_frames` (one frame of x_t and of the predicted x_0 at every step of a DDIM chain);
 - videos that play in a static page: :func:`video_html` / :func:`videos_html` (inline base64 GIFs);
 - measurements: :func:`score_frames` (reward of every frame of clips), :func:`vae_roundtrip`
   (world clips as a VAE decodes them), :func:`segvr_estimates` (the video reward over many random
   SegVR draws), :func:`pixel_gradient` (d score / d pixels), :func:`effective_frames` (how many
-  frames a set of TAR weights really counts), :class:`FrameCounter` (frames through a module) and
+  frames a set of TAR weights really counts), :class:`FrameCounter` (frames through a module),
+  :class:`CallLog` (the calls of a module: batch size, with or without autograd) and
   :func:`saved_activation_bytes` (memory a backward pass keeps).
 
 Frames are (F, 3, H, W) in [-1, 1], numpy or torch, as everywhere in ivlite.
@@ -90,8 +92,12 @@ def frame_strip(frames: Any, *, titles: Sequence[str] | None = None,
 
 
 def clip_rows(clips: Sequence[Any], labels: Sequence[str], *, frames: Sequence[int] | None = None,
-              size: float = 0.6, dpi: int = 72, title: str | None = None):
-    """Several clips, one per row (the frames ``frames`` of each, default all), labelled."""
+              size: float = 0.6, dpi: int = 72, title: str | None = None,
+              titles: Sequence[str] | None = None):
+    """Several clips, one per row (the frames ``frames`` of each, default all), labelled.
+
+    ``titles`` names the columns (default: the frame index).
+    """
     import matplotlib.pyplot as plt
 
     images = [to_images(c) for c in clips]
@@ -105,7 +111,7 @@ def clip_rows(clips: Sequence[Any], labels: Sequence[str], *, frames: Sequence[i
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(str(j), fontsize=7, pad=2)
+                ax.set_title(str(j) if titles is None else titles[col], fontsize=7, pad=2)
         axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     top = 1.0
     if title:
@@ -143,6 +149,23 @@ def pick_chart(indices: Any, num_frames: int, segments: int, *, labels: Sequence
     ax.set_yticklabels([str(r) for r in range(rows)] if labels is None else labels, fontsize=7)
     ax.set_xlabel("frame index j")
     return ax
+
+
+@torch.no_grad()
+def chain_frames(model, trajectory: Sequence[tuple[int, torch.Tensor, torch.Tensor]], *,
+                 frame: int = 0, clip: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """One frame of a recorded DDIM chain (``run_chain(..., record=True).trajectory``), decoded.
+
+    Returns (x_t frames (n, 3, H, W), predicted x_0 frames (n, 3, H, W), timesteps): for each
+    of the n steps, the latent the step started from and the clean clip the UNet predicted from
+    it, frame ``frame`` of clip ``clip``, through the VAE decoder, clamped to [-1, 1].
+    """
+    xt = torch.stack([x[clip, :, frame] for _, x, _ in trajectory])
+    x0 = torch.stack([p[clip, :, frame] for _, _, p in trajectory])
+    param = next(model.vae.parameters())
+    decoded = model.decode_latents(torch.cat([xt, x0]).to(param.device, param.dtype))
+    decoded = decoded.clamp(-1, 1).float().cpu()
+    return decoded[:len(xt)], decoded[len(xt):], [int(t) for t, _, _ in trajectory]
 
 
 # ----------------------------------------------------------------------------- inline videos
@@ -285,15 +308,49 @@ class FrameCounter:
         self._handles = []
 
 
+class CallLog:
+    """Records every forward call of a module: its batch size and whether autograd was on.
+
+    ``with CallLog(unet) as log: ...`` then ``log.grad`` is one bool per call (``True`` where the
+    call ran with gradients enabled, i.e. where the backward pass will reach) and ``log.batch``
+    the batch size of each call.
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+        self.grad: list[bool] = []
+        self.batch: list[int] = []
+        self._handle = None
+
+    def _hook(self, module, args, kwargs, output):
+        first = next(x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor))
+        self.grad.append(torch.is_grad_enabled())
+        self.batch.append(int(first.shape[0]))
+
+    @property
+    def calls(self) -> int:
+        return len(self.grad)
+
+    def __enter__(self) -> "CallLog":
+        self._handle = self.module.register_forward_hook(self._hook, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+        self._handle = None
+
+
 @contextmanager
-def saved_activation_bytes(*modules: torch.nn.Module) -> Iterator[dict[str, int]]:
+def saved_activation_bytes(*modules: torch.nn.Module) -> Iterator[dict[str, Any]]:
     """Bytes of the activations autograd keeps for backward inside the block (``out["bytes"]``).
 
     The memory a backward pass must hold on to; it grows with every frame decoded and scored with
     gradients. Each storage counts once (an expanded or reshaped view costs nothing extra), and
-    the parameters and buffers of ``modules`` are left out: they live anyway.
+    the parameters and buffers of ``modules`` are left out: they live anyway (but not the copies
+    autocast makes of them in another precision). ``out["by_dtype"]`` splits the bytes by the
+    saved tensors' dtype (``"torch.float32"``, ...), ``out["tensors"]`` counts the storages.
     """
-    out = {"bytes": 0, "tensors": 0}
+    out: dict[str, Any] = {"bytes": 0, "tensors": 0, "by_dtype": {}}
     seen = {t.untyped_storage().data_ptr() for m in modules
             for t in [*m.parameters(), *m.buffers()]}
 
@@ -303,6 +360,8 @@ def saved_activation_bytes(*modules: torch.nn.Module) -> Iterator[dict[str, int]
             seen.add(storage.data_ptr())
             out["bytes"] += storage.nbytes()
             out["tensors"] += 1
+            key = str(t.dtype)
+            out["by_dtype"][key] = out["by_dtype"].get(key, 0) + storage.nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

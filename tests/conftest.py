@@ -1,8 +1,14 @@
 """Shared fixtures: tiny randomly initialised ModelScopeT2V-shaped components built in code."""
 
+import os
 
 import pytest
 import torch
+
+# The book's chapters run in tiny mode under test, whatever the machine (a GPU with cached
+# ModelScopeT2V weights would otherwise switch them to full mode): their committed outputs are
+# tiny-mode outputs. Set at import, before any nbval kernel starts, so the kernels inherit it.
+os.environ.setdefault("IVLITE_BOOK_MODE", "tiny")
 
 # The tiny models are far too small for two threads to help; with another process busy on the
 # second core, OpenMP spin-waiting made them 10-50x slower (measured). One thread is predictable.

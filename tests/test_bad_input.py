@@ -103,6 +103,14 @@ def test_cuda_asked_for_without_cuda(tmp_path, device):
     _assert_no_work_done(tmp_path)
 
 
+@pytest.mark.parametrize("variable", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
+def test_sharded_accelerate_configs_are_refused(tmp_path, monkeypatch, variable):
+    monkeypatch.setenv(variable, "true")
+    with pytest.raises(ConfigError, match=f"{variable} is set: .*data-parallel only"):
+        finetune(_cfg(tmp_path), progress=False)
+    _assert_no_work_done(tmp_path)
+
+
 def test_out_dir_that_is_a_file(tmp_path):
     (tmp_path / "run").write_text("not a folder")
     with pytest.raises(ConfigError, match="out_dir=.*run' is a file"):

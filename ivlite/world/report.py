@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -36,6 +38,33 @@ def oracle_report(model: VideoModel, scenes: list[Scene], *, samples: int = 48, 
             **summarise(results)}
 
 
+@torch.no_grad()
+def motion_word_effect(model: VideoModel, *, seed: int = 7, ddim_steps: int = 20,
+                       guidance_scale: float = 3.0) -> dict[str, list[float]]:
+    """Does the motion word steer the clip? Mean centroid displacement (dx, dy) in px over six
+    categories per motion, every motion sampled from the same noise (``seed``).
+
+    A model that follows its prompts moves left for "moving left" (dx < 0) and right for "moving
+    right"; identical numbers for all four motions mean the motion words are ignored and the noise
+    alone decides where the object drifts.
+    """
+    from .captions import MOTIONS
+    from .oracle import analyse_frames, detect_motion
+
+    out = {}
+    for motion in MOTIONS:
+        prompts = [f"a {c} {s} {motion}" for c in ("red", "blue", "green")
+                   for s in ("circle", "square")]
+        clips = sample_clips(model, prompts, ddim_steps=ddim_steps,
+                             guidance_scale=guidance_scale, seed=seed)
+        moves = []
+        for clip in clips:
+            frames = analyse_frames(clip.numpy())
+            moves.append(detect_motion(frames.centroid, frames.present, clip.shape[-1])[1])
+        out[motion] = [round(float(v), 2) for v in np.mean(moves, axis=0)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     """``python -m ivlite.world.report``: the oracle's verdict on the shipped model, per split."""
     import argparse
@@ -49,13 +78,50 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--samples", type=int, default=48, help="clips per split")
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--ddim-steps", type=int, default=20)
+    p.add_argument("--grid", default=None,
+                   help="also write a PNG of samples, two prompts per split (the README's grid)")
+    p.add_argument("--out", default=None, help="also write the report as JSON here")
+    p.add_argument("--motion-check", action="store_true",
+                   help="also report the mean displacement per motion word (motion_word_effect)")
     args = p.parse_args(argv)
     model = load_tiny_world(args.world)
+    if args.grid:
+        sample_grid(model, args.grid, ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
     report = {split: oracle_report(model, split_scenes(split), samples=args.samples,
                                    ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
               for split in SPLITS}
+    if args.motion_check:
+        report["motion_word_effect"] = motion_word_effect(model)
     print(json.dumps(report, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def sample_grid(model: VideoModel, path: str | Path, *, per_split: int = 2, ddim_steps: int = 20,
+                guidance_scale: float = 3.0, seed: int = 0) -> list[str]:
+    """Write a PNG: one row per sampled clip (every other frame), two prompts per split, each
+    labelled with its split and what the oracle saw. Returns the prompts."""
+    from ..viz import clip_rows
+    from .captions import SPLITS, split_scenes
+
+    rng = np.random.default_rng(seed)
+    prompts, labels, splits = [], [], []
+    for split in SPLITS:
+        scenes = split_scenes(split)
+        prompts += [scenes[i].caption for i in rng.choice(len(scenes), per_split, replace=False)]
+        splits += [split.replace("_", "-")] * per_split
+    clips = sample_clips(model, prompts, ddim_steps=ddim_steps, guidance_scale=guidance_scale,
+                         seed=seed)
+    for prompt, split, clip in zip(prompts, splits, clips):
+        v = oracle_evaluate(clip.numpy(), prompt)
+        seen = " ".join(x or "?" for x in (v.colour, v.shape, v.motion))
+        labels.append(f"[{split}] {prompt}\n(oracle sees: {seen})")
+    frames = list(range(0, clips.shape[1], 2))
+    fig = clip_rows(clips, labels, frames=frames, size=0.7, dpi=100)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return prompts
 
 
 if __name__ == "__main__":
