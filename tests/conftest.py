@@ -9,6 +9,9 @@ import torch
 # ModelScopeT2V weights would otherwise switch them to full mode): their committed outputs are
 # tiny-mode outputs. Set at import, before any nbval kernel starts, so the kernels inherit it.
 os.environ.setdefault("IVLITE_BOOK_MODE", "tiny")
+# The chapters' outputs were executed with one thread; float sums in another order could change
+# the last printed digits after a training run, so the nbval kernels use one thread too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # The tiny models are far too small for two threads to help; with another process busy on the
 # second core, OpenMP spin-waiting made them 10-50x slower (measured). One thread is predictable.
