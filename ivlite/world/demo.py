@@ -23,25 +23,15 @@ import torch
 
 from ..config import Config
 from ..data import LatentClips
+from ..evaluate import world_splits
 from ..lora import set_lora_scale
 from ..models import VideoModel
 from ..rewards import Reward
 from ..segvr import sample_frame_indices
 from ..trainer import finetune
 from ..video_io import write_video
-from .captions import SPLITS, split_scenes
 from .oracle import evaluate as oracle_evaluate
 from .report import sample_clips
-
-
-def demo_prompts(per_split: int, seed: int = 0) -> dict[str, list[str]]:
-    """``per_split`` fixed prompts of each split, chosen with a seeded permutation."""
-    rng = np.random.default_rng(seed)
-    prompts = {}
-    for split in SPLITS:
-        scenes = split_scenes(split)
-        prompts[split] = [scenes[i].caption for i in rng.permutation(len(scenes))[:per_split]]
-    return prompts
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -110,7 +100,7 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, per_spl
     t0 = time.time()
     model = model if model is not None else load_video_model(cfg.model)
     reward = reward if reward is not None else build_reward(cfg.reward, cfg.reward_checkpoint)
-    prompts = demo_prompts(per_split)
+    prompts = world_splits(per_split)
     score_kw = dict(seeds=seeds, ddim_steps=cfg.ddim_steps, guidance_scale=cfg.guidance_scale,
                     segments=cfg.segments)
     before, before_clips = score_model(model, reward, prompts, **score_kw)
