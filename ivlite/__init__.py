@@ -11,11 +11,14 @@ from .data import LatentClips, folder_clips, generated_clips
 from .ddim import chain_timesteps, ddim_scheduler, guided_noise, run_chain, sample_noise, \
     start_timestep
 from .editing import edit, generate
-from .evaluate import evaluate, sample_videos
+from .evaluate import evaluate, evaluate_splits, sample_videos
 from .lora import add_lora, load_adapter, lora_parameters, merge_lora, save_adapter, \
     set_lora_scale, unmerge_lora
-from .models import VideoModel, load_video_model, modelscope_scheduler, tiny_random_model
+from .models import VideoModel, load_video_model, modelscope_scheduler, random_modelscope_model, \
+    save_video_model, tiny_random_model
 from .objective import ObjectiveOutput, instructvideo_objective
+from .pipeline import load_into_pipeline, set_pipeline_lora_scale
+from .prompts import prompt_set
 from .rewards import Reward, RewardGradientError, WeightedReward, build_reward, \
     check_reward_gradients
 from .segvr import decode_segments, sample_frame_indices, segment_bounds
