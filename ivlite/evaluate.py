@@ -90,6 +90,17 @@ def to_markdown(results: dict, title: str = "reward") -> str:
 # initial noise (clip k of a split always uses generator seed ``seed + k``), so differences between
 # settings are paired, not sampling noise.
 
+# Which second judge on the tiny world? The registry's other tiny reward, tiny-random-clip, is an
+# untrained CLIP: its scores are noise. The world has one learned preference model, tiny-hps, and
+# it is the training reward. So the default judge is the oracle's frame quality: a hand-written
+# rule (edge sharpness, saturation, contrast, pixel noise) that shares no weights with tiny-hps,
+# has no learned blind spots a policy could exploit, and that no gradient ever reaches. Its
+# limits: it judges visual quality only, not text alignment (the oracle's colour/shape/motion
+# columns cover that); it is part of the oracle, so on the tiny world judge and oracle are not
+# independent evidence; and tiny-hps learned from pairs labelled by the hidden rule, whose
+# quality term is this score, so the judge is what the proxy imitates rather than a second
+# opinion. At full scale a learned judge from another preference dataset is the honest choice
+# (``judge="pickscore"``); the paper itself backs HPSv2 with a user study.
 JUDGES = {
     "oracle-quality": "tiny world: the oracle's frame quality (sharpness, saturation, contrast, "
                       "pixel noise; mean over all frames), a hand-written rule",
