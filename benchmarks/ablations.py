@@ -76,6 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4, help="clips per evaluation UNet call")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ablations_tiny"),
                    help="output path without extension (.json and .md are written)")
+    p.add_argument("--keep-runs", default=None, metavar="DIR",
+                   help="keep each setting's run folder (log, adapter) under DIR")
     p.add_argument("--note", default=None, help="free text stored with the machine info, e.g. "
                    "'a training job was running on the other core'")
     p.add_argument("--smoke", action="store_true",
@@ -125,6 +127,7 @@ def run(args: argparse.Namespace) -> dict:
 
     rows = {}
     with tempfile.TemporaryDirectory(prefix="ivlite-ablations-") as tmp:
+        tmp = args.keep_runs or tmp
         for name in names:
             t0 = time.time()
             model = copy.deepcopy(pristine)

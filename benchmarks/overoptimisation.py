@@ -55,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "overoptimisation_tiny"))
     p.add_argument("--note", default=None)
+    p.add_argument("--render", default=None, metavar="JSON",
+                   help="only re-summarise an earlier results JSON (e.g. another --patience) "
+                        "and rewrite its .md and .png")
     return p.parse_args(argv)
 
 
@@ -104,27 +107,7 @@ def run(args) -> dict:
         result = finetune(cfg, model=model, reward=reward, clips=clips, progress=False,
                           stop_when=recorder)
     curve = recorder.history
-    judge_scores = [c["judge"] for c in curve]
-    i_stop = stop_index(judge_scores, args.patience, args.min_delta)
-    rule = PatienceRule(args.patience, args.min_delta)
-    for s in judge_scores[:None if i_stop is None else i_stop + 1]:
-        rule.update(s)
-    chosen = rule.best_index  # the weights early stopping keeps (best judge before the stop)
-    oracle_held = [c["oracle_held_out"] for c in curve]
-    best_oracle = max(range(len(curve)), key=lambda i: oracle_held[i])
-    summary = {
-        "early_stop": {"judge": args.judge, "patience": args.patience, "min_delta": args.min_delta,
-                       "every": args.every,
-                       "stops_at_step": None if i_stop is None else curve[i_stop]["step"],
-                       "keeps_step": curve[chosen]["step"],
-                       "oracle_held_out_kept": oracle_held[chosen],
-                       "reward_held_out_kept": curve[chosen]["reward_held_out"]},
-        "end": {"step": curve[-1]["step"], "oracle_held_out": oracle_held[-1],
-                "reward_held_out": curve[-1]["reward_held_out"]},
-        "oracle_best": {"step": curve[best_oracle]["step"],
-                        "oracle_held_out": oracle_held[best_oracle]},
-        "start": {"oracle_held_out": oracle_held[0], "reward_held_out": curve[0]["reward_held_out"]},
-    }
+    summary = summarise(curve, args.patience, args.min_delta, args.judge, args.every)
     return {"benchmark": "over-optimisation: proxy reward vs oracle", "args": vars(args),
             "prompts": prompts, "config": cfg.to_dict(), "curve": curve,
             "train_log": [{k: r[k] for k in ("step", "reward", "loss", "seconds")}
@@ -132,6 +115,41 @@ def run(args) -> dict:
             "summary": summary,
             "machine": {**info, "load_average_end": machine_info()["load_average_1_5_15"]},
             "total_seconds": round(time.time() - t0, 1)}
+
+
+def rule_on(curve: list[dict], key: str, patience: int, min_delta: float) -> dict:
+    """The early-stopping rule applied to one recorded series: where it stops, which
+    evaluation's weights it keeps, and what the oracle says about those."""
+    scores = [c[key] for c in curve]
+    i_stop = stop_index(scores, patience, min_delta)
+    rule = PatienceRule(patience, min_delta)
+    for x in scores[:None if i_stop is None else i_stop + 1]:
+        rule.update(x)
+    kept = rule.best_index
+    return {"series": key, "stops_at_step": None if i_stop is None else curve[i_stop]["step"],
+            "keeps_step": curve[kept]["step"],
+            "oracle_held_out_kept": curve[kept]["oracle_held_out"],
+            "oracle_in_domain_kept": curve[kept]["oracle_in_domain"],
+            "reward_held_out_kept": curve[kept]["reward_held_out"]}
+
+
+def summarise(curve: list[dict], patience: int, min_delta: float, judge: str, every: int) -> dict:
+    oracle_held = [c["oracle_held_out"] for c in curve]
+    best_oracle = max(range(len(curve)), key=lambda i: oracle_held[i])
+    main = rule_on(curve, "judge", patience, min_delta)
+    return {
+        "early_stop": {"judge": judge, "patience": patience, "min_delta": min_delta,
+                       "every": every, **main},
+        # The same rule on the other held-out series, for comparison: the training reward
+        # (what a run without a second judge would watch) and the oracle itself (the ideal).
+        "rule_on_other_series": {k: rule_on(curve, k, patience, min_delta)
+                                 for k in ("reward_held_out", "oracle_held_out")},
+        "end": {"step": curve[-1]["step"], "oracle_held_out": oracle_held[-1],
+                "reward_held_out": curve[-1]["reward_held_out"]},
+        "oracle_best": {"step": curve[best_oracle]["step"],
+                        "oracle_held_out": oracle_held[best_oracle]},
+        "start": {"oracle_held_out": oracle_held[0], "reward_held_out": curve[0]["reward_held_out"]},
+    }
 
 
 def to_markdown(results: dict) -> str:
@@ -155,13 +173,23 @@ def to_markdown(results: dict) -> str:
                      f"{c['oracle_held_out']:.3f} | {c['all_ok_held_out']:.0%} | "
                      f"{c['temporal_consistency_held_out']:.3f} |")
     e = s["early_stop"]
-    stop = "never triggered" if e["stops_at_step"] is None else f"stops at step {e['stops_at_step']}"
+
+    def stop_text(r):
+        return "never triggers" if r["stops_at_step"] is None else \
+            f"stops at step {r['stops_at_step']}"
+
     lines += ["", f"Early stopping (judge {e['judge']} on held-out prompts, patience "
-                  f"{e['patience']} evaluations): {stop}, keeps the weights of step "
+                  f"{e['patience']} evaluations): {stop_text(e)}, keeps the weights of step "
                   f"{e['keeps_step']}: held-out oracle {e['oracle_held_out_kept']:.3f} (start "
                   f"{s['start']['oracle_held_out']:.3f}, end of run {s['end']['oracle_held_out']:.3f}"
                   f", best {s['oracle_best']['oracle_held_out']:.3f} at step "
                   f"{s['oracle_best']['step']}).", ""]
+    names = {"reward_held_out": "the training reward (tiny-hps) on the held-out prompts",
+             "oracle_held_out": "the oracle's score on the held-out prompts (the ideal judge)"}
+    for key, r in s.get("rule_on_other_series", {}).items():
+        lines.append(f"- The same rule on {names[key]}: {stop_text(r)}, keeps step "
+                     f"{r['keeps_step']}: held-out oracle {r['oracle_held_out_kept']:.3f}.")
+    lines.append("")
     log = results["train_log"]
     if log:
         k = max(1, len(log) // 4)
@@ -201,8 +229,16 @@ def plot(results: dict, path: Path) -> Path:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    results = run(args)
-    out = Path(args.out)
+    if args.render:
+        results = json.loads(Path(args.render).read_text())
+        a = results["args"]
+        results["summary"] = summarise(results["curve"], args.patience, args.min_delta,
+                                       a["judge"], a["every"])
+        a.update(patience=args.patience, min_delta=args.min_delta)
+        out = Path(args.render).with_suffix("")
+    else:
+        results = run(args)
+        out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
     md = to_markdown(results)
