@@ -80,6 +80,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="keep each setting's run folder (log, adapter) under DIR")
     p.add_argument("--note", default=None, help="free text stored with the machine info, e.g. "
                    "'a training job was running on the other core'")
+    p.add_argument("--render", default=None, metavar="JSON",
+                   help="only rewrite the .md of an earlier results JSON")
     p.add_argument("--smoke", action="store_true",
                    help="base, instructvideo and draft1 only, 1 step, 4-step evaluation chain")
     args = p.parse_args(argv)
@@ -150,7 +152,10 @@ def run(args: argparse.Namespace) -> dict:
                     unet_calls_per_step=log[0]["unet_calls"],
                     expected_unet_calls=expected_unet_calls(cfg),
                     train_reward_first=log[0]["reward"],
+                    train_reward_first_quarter=_mean([r["reward"] for r in log[:len(tail)]]),
                     train_reward_last_quarter=_mean([r["reward"] for r in tail]),
+                    train_log=[{k: r.get(k) for k in ("step", "reward", "loss", "seconds",
+                                                      "cpu_seconds")} for r in log],
                     final_lr=log[-1]["lr"], config=cfg.to_dict())
             row["eval"] = evaluate_splits(model, reward, prompts, **eval_kw)
             row["wall_seconds"] = round(time.time() - t0, 1)
@@ -223,15 +228,17 @@ def to_markdown(results: dict) -> str:
         + (f" Note: {m['note']}" if m.get("note") else ""), "",
         "## In-domain prompts and training cost", "",
         "| setting | steps | train s (wall / CPU) | CPU s/step | UNet calls/step "
-        "| train R (first -> last 25%) "
+        "| train R (first -> last 25% of steps) "
         "| reward | Δ reward | judge | Δ judge | oracle score | Δ oracle | all 3 correct "
         "| temporal consistency | flicker |",
         "|" + "---|" * 15]
     for name, r in rows.items():
         e = r["eval"]["splits"]["in_domain"]
         d = r.get("delta_vs_base", {}).get("in_domain", {})
-        train_r = "-" if not r["steps"] else \
-            f"{r['train_reward_first']:.3f} -> {r['train_reward_last_quarter']:.3f}"
+        first = r.get("train_reward_first_quarter")
+        first = f"{first:.3f}" if first is not None else \
+            f"(step 1) {r.get('train_reward_first', float('nan')):.3f}"  # older results
+        train_r = "-" if not r["steps"] else f"{first} -> {r['train_reward_last_quarter']:.3f}"
         lines.append(
             f"| {name} | {r['steps']} | {r['train_seconds']:.1f} / {r['train_cpu_seconds']:.1f} | "
             f"{_f(r.get('cpu_seconds_per_step'), 2)} | {r.get('unet_calls_per_step', '-')} | "
@@ -270,8 +277,12 @@ def to_markdown(results: dict) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    results = run(args)
-    out = Path(args.out)
+    if args.render:
+        results = json.loads(Path(args.render).read_text())
+        out = Path(args.render).with_suffix("")
+    else:
+        results = run(args)
+        out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
     md = to_markdown(results)
