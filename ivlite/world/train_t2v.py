@@ -6,12 +6,23 @@ The recipe, chosen for a 2-core CPU (see the book's chapter 1 and the log for me
 
 1. World clips of the base model's training scenes (every quality, web-like) are VAE-encoded once
    into a latent pool; no encoding inside the loop.
-2. **Image stage** (``--image-steps``): the UNet learns single frames (F = 1, the temporal layers
-   see one frame) in large batches: colour, shape and background from text, 16x cheaper per sample
-   than clips. ModelScopeT2V itself started from an image model.
+2. **Image stage** (``--image-steps``): the UNet learns single frames (F = 1) in large batches:
+   colour, shape and background from text, 16x cheaper per sample than clips. ModelScopeT2V
+   itself started from an image model. The temporal layers are frozen at an exact identity
+   (``--image-stage-temporal freeze``, the default): diffusers' 3D blocks run their temporal
+   convolutions on a single frame too, where the kernels' side taps only ever see zero padding,
+   get no gradient and stay at their random initialisation; trained at F = 1, the centre taps
+   would then meet those random side taps on the first real clip. A fresh run also zero-inits
+   the output projection of every temporal attention (as the temporal convolutions' last layer
+   already is), so that the video stage starts from the image model applied frame by frame.
 3. **Video stage**: whole 16-frame clips; the temporal layers learn motion.
 4. Epsilon prediction with Min-SNR-5 loss weighting (Hang et al., 2023), which speeds up
-   convergence, captions dropped 10% of the time (for classifier-free guidance), EMA weights for
+   convergence. ``--high-noise-share`` draws that share of the timesteps from
+   ``[--high-noise-from, 1000)`` instead of all of ``[0, 1000)``: on 8x8 latents the object's
+   colour, place and path are already legible by t ~ 600, so the steps that decide what a
+   sample depicts (the first DDIM steps, t = 951 ... 651) get few training samples under a
+   uniform draw (the same reason large-image models shift their schedules; Hoogeboom et al.,
+   2023). Captions dropped 10% of the time (for classifier-free guidance), EMA weights for
    sampling, AdamW with warm-up, gradient clipping at 1.
 5. Every ``--eval-every`` steps of the video stage, the EMA model samples clips at 20 DDIM steps and
    the oracle scores them; the log records colour/shape/motion accuracy.
@@ -73,6 +84,33 @@ def min_snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float) 
     return snr.clamp(max=gamma) / snr
 
 
+def temporal_parameters(unet) -> list[torch.nn.Parameter]:
+    """The parameters of the UNet's temporal layers: temporal convolutions and attentions."""
+    return [p for n, p in unet.named_parameters() if "temp_" in n or n.startswith("transformer_in")]
+
+
+def zero_temporal_attention_outputs(unet) -> int:
+    """Zero the output projection of every temporal attention, making it an identity; returns
+    how many were zeroed. Only for a fresh model: it discards what those layers learned."""
+    count = 0
+    for name, module in unet.named_modules():
+        if name.endswith("proj_out") and ("temp_attentions" in name or name == "transformer_in.proj_out"):
+            torch.nn.init.zeros_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+            count += 1
+    return count
+
+
+def draw_timesteps(n: int, total: int, args, gen: torch.Generator) -> torch.Tensor:
+    """(n,) training timesteps: uniform in [0, total), except that a share
+    ``args.high_noise_share`` of them is uniform in [``args.high_noise_from``, total)."""
+    t = torch.randint(0, total, (n,), generator=gen)
+    if args.high_noise_share > 0:
+        high = torch.randint(args.high_noise_from, total, (n,), generator=gen)
+        t = torch.where(torch.rand(n, generator=gen) < args.high_noise_share, high, t)
+    return t
+
+
 def make_batch(latents, captions, step: int, args, gen: torch.Generator):
     """Latents (B, 4, F, 8, 8) and captions; single frames (F = 1) in the image stage."""
     if step < args.image_steps:
@@ -111,6 +149,10 @@ def train(args: argparse.Namespace) -> dict:
     elif args.init_from:
         # Continue from exported (EMA) weights, e.g. the shipped ones, with a fresh optimizer.
         start = _init_from(Path(args.init_from), unet, text, ema_unet, ema_text)
+    elif args.image_stage_temporal == "freeze":
+        zero_temporal_attention_outputs(unet)
+        ema_unet.load_state_dict(unet.state_dict())
+    temporal = temporal_parameters(unet)
     if args.export_only:
         return export(ema_unet, ema_text, out, args, seconds=seconds, steps=start)
     truncate_log(out, start)
@@ -127,8 +169,11 @@ def train(args: argparse.Namespace) -> dict:
         lr = args.lr * min(1.0, (step + 1) / args.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
+        frozen = step < args.image_steps and args.image_stage_temporal == "freeze"
+        for param in temporal:
+            param.requires_grad_(not frozen)
         x0, prompts = make_batch(latents, captions, step, args, gen)
-        t = torch.randint(0, sched.config.num_train_timesteps, (len(prompts),), generator=gen)
+        t = draw_timesteps(len(prompts), sched.config.num_train_timesteps, args, gen)
         noise = torch.randn(x0.shape, generator=gen)
         xt = sched.add_noise(x0, noise, t)
         emb = text(torch.stack([ids[p] for p in prompts]))[0]
@@ -195,9 +240,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=16, help="frames per clip in the video stage")
     p.add_argument("--frame-stride", type=int, default=1,
                    help="take every n-th frame of the 16 rendered ones (frames * stride <= 16)")
+    p.add_argument("--image-stage-temporal", choices=("freeze", "train"), default="freeze",
+                   help="freeze the temporal layers (at an identity) during the image stage, "
+                        "or train them on single frames")
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--snr-gamma", type=float, default=5.0)
+    p.add_argument("--high-noise-share", type=float, default=0.0,
+                   help="share of timesteps drawn from [--high-noise-from, 1000) (0: uniform)")
+    p.add_argument("--high-noise-from", type=int, default=600)
     p.add_argument("--caption-dropout", type=float, default=0.1)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--clips", type=int, default=6144, help="world clips in the latent pool")
