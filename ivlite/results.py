@@ -42,6 +42,7 @@ FILES = {
     "baselines_200s": "ablations_tiny_baselines_200s",
     "cost": "cost_tiny",
     "overoptimisation": "overoptimisation_tiny",
+    "edit_vs_sample": "edit_vs_sample_tiny",
 }
 """Short names of the committed result files (``benchmarks/results/<stem>.json``)."""
 
@@ -587,3 +588,44 @@ def static_explore_figure(g: float, cost: dict | None = None, *,
     ax_w.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- edit vs sample
+
+
+def edit_vs_sample_markdown(results: dict) -> str:
+    """``benchmarks/edit_vs_sample.py``'s file as markdown: per trained row the steps, training
+    reward, edit gain, sample gain (and at LoRA scale 0.5); then the relative change of the
+    guided noise prediction per timestep, one column per row."""
+    a, m, base = results["args"], results["machine"], results["base"]
+    lines = [
+        "# Edit reward against sample reward (tiny world)", "",
+        f"Each row trained for {a['budget_seconds']:g} CPU seconds from the shipped tiny world. "
+        f"Edit reward: tiny-hps of {a['eval_clips']} fresh in-domain renders edited from "
+        f"t_start = {results['t_start']} (no gradient, UNet in eval mode); sample reward: "
+        f"{a['eval_clips']} in-domain prompts from pure noise, 20 DDIM steps. Both on SegVR's "
+        "first frames; gains are paired differences to the base model (same clips, same noise).",
+        "", f"Machine: {m['cpu']}, load average at start {m['load_average_1_5_15']}, at end "
+        f"{m['load_average_end']}; commit {m['git_commit']}."
+        + (f" Note: {m['note']}" if m.get("note") else ""), "",
+        f"Base model: edit reward {base['edit_reward']['mean']:.4f}, sample reward "
+        f"{base['sample_reward']['mean']:.4f}.", "",
+        "| row | steps | train R (first -> last 25%) | edit gain | sample gain "
+        "| sample gain at LoRA scale 0.5 |", "|---|---|---|---|---|---|"]
+    rows = results["settings"]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['steps']} | {r['train_reward_first_quarter']:.3f} -> "
+            f"{r['train_reward_last_quarter']:.3f} | {r['edit_gain']['mean']:+.4f} ± "
+            f"{r['edit_gain']['std']:.4f} | {r['sample_gain']['mean']:+.4f} ± "
+            f"{r['sample_gain']['std']:.4f} | {r['sample_gain_lora_half']['mean']:+.4f} |")
+    names = list(rows)
+    ts = list(rows[names[0]]["eps_change"]) if names else []
+    lines += ["", "## Where the adapter acts: relative change of the guided noise prediction", "",
+              "||eps_tuned - eps_base|| / ||eps_base|| on in-domain renders noised to t.", "",
+              "| t | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for t in ts:
+        lines.append(f"| {t} | " + " | ".join(f"{rows[n]['eps_change'][t]:.4f}" for n in names)
+                     + " |")
+    lines += ["", f"Total wall time {results['total_seconds']:.0f} s.", ""]
+    return "\n".join(lines)
