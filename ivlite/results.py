@@ -629,3 +629,35 @@ def edit_vs_sample_markdown(results: dict) -> str:
                      + " |")
     lines += ["", f"Total wall time {results['total_seconds']:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def plot_edit_vs_sample(results: dict, *, dpi: int = 72):
+    """Left: per row, the mean paired gain of edits and of samples. Right: the relative change
+    of the guided noise prediction against t (log scale), with t_start marked."""
+    import matplotlib.pyplot as plt
+
+    rows = results["settings"]
+    names = list(rows)
+    fig, (ax_g, ax_e) = plt.subplots(1, 2, figsize=(10, 0.35 * len(names) + 2.2), dpi=dpi)
+    y = range(len(names))
+    ax_g.barh([i - 0.2 for i in y], [rows[n]["edit_gain"]["mean"] for n in names], height=0.4,
+              color="tab:green", label="edit gain (what training optimises)")
+    ax_g.barh([i + 0.2 for i in y], [rows[n]["sample_gain"]["mean"] for n in names], height=0.4,
+              color="tab:purple", label="sample gain (what is evaluated)")
+    ax_g.axvline(0, color="0.3", lw=0.8)
+    ax_g.set_yticks(list(y), names, fontsize=8)
+    ax_g.invert_yaxis()
+    ax_g.set_xlabel("tiny-hps gain over the base model")
+    ax_g.legend(fontsize=7, loc="lower left")
+    for n in names:
+        ts = [int(t) for t in rows[n]["eps_change"]]
+        ax_e.plot(ts, list(rows[n]["eps_change"].values()), marker=".", label=n)
+    ax_e.axvline(results["t_start"], color="0.5", ls="--", lw=0.8)
+    ax_e.text(results["t_start"], ax_e.get_ylim()[1], " t_start", fontsize=7, va="top")
+    ax_e.set_yscale("log")
+    ax_e.set_xlabel("timestep t (sampling runs from right to left)")
+    ax_e.set_ylabel("||eps_tuned - eps_base|| / ||eps_base||")
+    ax_e.invert_xaxis()
+    ax_e.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

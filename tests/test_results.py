@@ -196,3 +196,14 @@ def test_tables_and_figures_on_the_committed_files():
     for fig in figures:
         assert fig.axes
         plt.close(fig)
+
+
+def test_edit_vs_sample_file_renders():
+    ev = results.load_results("edit_vs_sample")
+    md = results.edit_vs_sample_markdown(ev)
+    for name, row in ev["settings"].items():
+        assert f"| {name} | {row['steps']} |" in md
+        # one relative eps change per timestep of the 20-step grid, t = 951 ... 1
+        assert [int(t) for t in row["eps_change"]] == list(range(951, 0, -50))
+    fig = results.plot_edit_vs_sample(ev)
+    assert len(fig.axes) == 2
