@@ -121,3 +121,46 @@ def test_shipped_world_matches_checksums_and_samples_a_clip():
     verify_manifest(SHIPPED)
     clips = sample_clips(load_tiny_world(), ["a red circle moving left"], ddim_steps=20)
     assert clips.shape == (1, 16, 3, 32, 32) and torch.isfinite(clips).all()
+
+
+def test_frozen_temporal_layers_make_the_video_model_the_image_model_per_frame():
+    """With temporal attentions zeroed (and temporal convs zero-initialised, as diffusers builds
+    them), a clip's frames are denoised independently: frame j of an F-frame clip equals the
+    same frame run alone at F = 1, so the video stage starts from the image stage's model."""
+    torch.manual_seed(0)
+    unet = build_unet().eval()
+    assert train_t2v.zero_temporal_attention_outputs(unet) == 8   # transformer_in + 7 blocks
+    x = torch.randn(1, 4, 4, 8, 8)
+    emb = torch.randn(1, 77, UNET_CONFIG["cross_attention_dim"])
+    with torch.no_grad():
+        clip = unet(x, 500, encoder_hidden_states=emb).sample
+        alone = torch.cat([unet(x[:, :, j:j + 1], 500, encoder_hidden_states=emb).sample
+                           for j in range(4)], dim=2)
+    torch.testing.assert_close(clip, alone, atol=1e-5, rtol=1e-4)
+    # A fresh UNet's temporal attentions are not identities: the same check fails without it.
+    fresh = build_unet().eval()
+    with torch.no_grad():
+        clip = fresh(x, 500, encoder_hidden_states=emb).sample
+        alone = torch.cat([fresh(x[:, :, j:j + 1], 500, encoder_hidden_states=emb).sample
+                           for j in range(4)], dim=2)
+    assert (clip - alone).abs().max() > 1e-3
+    names = {n for n, p in unet.named_parameters()
+             if any(p is q for q in train_t2v.temporal_parameters(unet))}
+    assert names and all("temp_" in n or n.startswith("transformer_in") for n in names)
+
+
+def test_high_noise_share_draws_timesteps_from_the_top_of_the_schedule():
+    from argparse import Namespace
+
+    uniform = train_t2v.draw_timesteps(4096, 1000, Namespace(high_noise_share=0.0,
+                                                             high_noise_from=600),
+                                       torch.Generator().manual_seed(0))
+    # share 0 keeps the old draw exactly (runs started before the option resume unchanged)
+    assert torch.equal(uniform, torch.randint(0, 1000, (4096,),
+                                              generator=torch.Generator().manual_seed(0)))
+    top = train_t2v.draw_timesteps(4096, 1000, Namespace(high_noise_share=1.0, high_noise_from=600),
+                                   torch.Generator().manual_seed(0))
+    assert int(top.min()) >= 600 and int(top.max()) <= 999
+    half = train_t2v.draw_timesteps(4096, 1000, Namespace(high_noise_share=0.5, high_noise_from=600),
+                                    torch.Generator().manual_seed(0))
+    assert 0.65 < float((half >= 600).float().mean()) < 0.75   # 0.5 + 0.5 * 0.4
