@@ -40,6 +40,7 @@ RESULTS_ENV = "IVLITE_RESULTS"
 FILES = {
     "ablations": "ablations_tiny",
     "baselines_200s": "ablations_tiny_baselines_200s",
+    "baselines_lr2e-4": "ablations_tiny_baselines_lr2e-4",
     "cost": "cost_tiny",
     "overoptimisation": "overoptimisation_tiny",
     "edit_vs_sample": "edit_vs_sample_tiny",
