@@ -43,6 +43,7 @@ FILES = {
     "baselines_lr2e-4": "ablations_tiny_baselines_lr2e-4",
     "cost": "cost_tiny",
     "overoptimisation": "overoptimisation_tiny",
+    "overoptimisation_lr2e-4": "overoptimisation_tiny_lr2e-4",
     "edit_vs_sample": "edit_vs_sample_tiny",
 }
 """Short names of the committed result files (``benchmarks/results/<stem>.json``)."""
