@@ -125,10 +125,13 @@ def test_adapter_loads_into_a_diffusers_pipeline_with_a_scale(ms_folder, trained
     base = clip()
     assert base.shape == (1, 4, 3, 64, 64)
     load_into_pipeline(pipe, trained.adapter_dir, scale=0.0)
-    torch.testing.assert_close(clip(), base, rtol=0, atol=0)
+    # Scale 0 adds exactly zero, but the wrapped layers may take another matmul kernel: equal to
+    # float32 rounding (exactly equal on an AMD EPYC, within 3e-6 on an Intel Xeon).
+    at_zero = clip()
+    torch.testing.assert_close(at_zero, base, rtol=0, atol=2e-5)
     set_pipeline_lora_scale(pipe, 1.0)
     tuned = clip()
-    assert tuned.shape == base.shape and (tuned - base).abs().max() > 1e-6
+    assert tuned.shape == base.shape and (tuned - base).abs().max() > 20 * (at_zero - base).abs().max() + 1e-5
 
 
 def test_full_size_configs_have_the_documented_sizes():
