@@ -207,3 +207,22 @@ def test_edit_vs_sample_file_renders():
         assert [int(t) for t in row["eps_change"]] == list(range(951, 0, -50))
     fig = results.plot_edit_vs_sample(ev)
     assert len(fig.axes) == 2
+
+
+def test_edit_vs_sample_appends_only_rows_scored_against_the_same_base():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "edit_vs_sample.py"
+    spec = importlib.util.spec_from_file_location("edit_vs_sample", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    old = results.load_results("edit_vs_sample")
+    new = {**old, "settings": {"x (lr 1)": next(iter(old["settings"].values()))},
+           "total_seconds": 1.0}
+    merged = module.merge(old, new)
+    assert set(merged["settings"]) == set(old["settings"]) | {"x (lr 1)"}
+    assert len(merged["runs"]) == len(old.get("runs", [old])) + 1
+    other = {**new, "base": {**old["base"], "edit_reward": {"mean": 0.0, "std": 0.0}}}
+    with pytest.raises(SystemExit, match="edit_reward differs"):
+        module.merge(old, other)
