@@ -164,3 +164,41 @@ def test_high_noise_share_draws_timesteps_from_the_top_of_the_schedule():
     half = train_t2v.draw_timesteps(4096, 1000, Namespace(high_noise_share=0.5, high_noise_from=600),
                                     torch.Generator().manual_seed(0))
     assert 0.65 < float((half >= 600).float().mean()) < 0.75   # 0.5 + 0.5 * 0.4
+
+
+def test_text_encoder_freeze_keeps_its_init_and_init_parts_unet_restarts_the_schedule(tmp_path):
+    vae_args = ["--steps", "1", "--clips", "4", "--batch", "4", "--held-out-clips", "2"]
+    train_vae.main(["--out", str(tmp_path / "vae")] + vae_args)
+    common = ["--vae", str(tmp_path / "vae" / "export"), "--clips", "8", "--image-batch", "4",
+              "--batch", "2", "--eval-every", "1000", "--save-every", "1000", "--log-every", "1",
+              "--lr", "1e-2", "--warmup", "1"]
+
+    def run(name, *args):
+        train_t2v.main(["--out", str(tmp_path / name)] + common + list(args))
+        return {part: load_file(tmp_path / name / "export" / part / "model.safetensors")
+                for part in ("unet", "text_encoder")}
+
+    short = run("short", "--image-steps", "1", "--video-steps", "0")
+    frozen = run("frozen", "--image-steps", "2", "--video-steps", "1")
+    trained = run("trained", "--image-steps", "2", "--video-steps", "1", "--text-encoder", "train")
+    # The default encoder is the seeded random init, whatever the run's length...
+    assert all(torch.equal(short["text_encoder"][k], frozen["text_encoder"][k])
+               for k in short["text_encoder"])
+    # ...and training it jointly moves it (the same seed gives the same init).
+    assert any(not torch.equal(short["text_encoder"][k], trained["text_encoder"][k])
+               for k in short["text_encoder"])
+
+    # --init-parts unet: the UNet comes from the export, the schedule restarts at the image stage.
+    init = run("init", "--image-steps", "1", "--video-steps", "0", "--seed", "1",
+               "--init-from", str(tmp_path / "frozen" / "export"), "--init-parts", "unet")
+    log = [json.loads(l) for l in (tmp_path / "init" / "log.jsonl").read_text().splitlines()]
+    assert [(l["step"], l["stage"]) for l in log] == [(1, "image")]
+    fresh = run("fresh", "--image-steps", "1", "--video-steps", "0", "--seed", "1")
+    source = frozen["unet"]
+
+    def dist(a):
+        return sum(float((a[k].float() - source[k].float()).norm()) for k in source)
+    assert dist(init["unet"]) < 0.1 * dist(fresh["unet"])
+    # its text encoder is this run's own (seed 1), not the export's
+    assert any(not torch.equal(init["text_encoder"][k], frozen["text_encoder"][k])
+               for k in frozen["text_encoder"])
