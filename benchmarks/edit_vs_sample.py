@@ -77,14 +77,16 @@ def _stats(values) -> dict:
 @torch.no_grad()
 def frame_reward(model, reward, latents: torch.Tensor, prompts: list[str], segments: int = 4
                  ) -> torch.Tensor:
-    """(B,) tiny-hps on the first frame of each of ``segments`` segments, averaged per clip."""
+    """(B,) tiny-hps on the first frame of each of ``segments`` segments, averaged per clip: the
+    :class:`~ivlite.evaluate.RewardJudge` score, decoding only the frames it reads."""
+    from ivlite.evaluate import RewardJudge
     from ivlite.segvr import decode_segments, sample_frame_indices
 
     b, _, f = latents.shape[:3]
     idx = sample_frame_indices(b, f, segments, "first", device=latents.device)
-    frames = decode_segments(model.vae, latents, idx)
-    scores = reward(frames, [p for p in prompts for _ in range(segments)])
-    return scores.view(b, segments).float().mean(-1).cpu()
+    frames = decode_segments(model.vae, latents, idx)  # (B * S, 3, H, W)
+    return RewardJudge(reward, "tiny-hps", segments)(frames.view(b, segments, *frames.shape[1:]),
+                                                     prompts)
 
 
 @torch.no_grad()

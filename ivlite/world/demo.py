@@ -23,11 +23,10 @@ import torch
 
 from ..config import Config
 from ..data import LatentClips
-from ..evaluate import world_splits
+from ..evaluate import RewardJudge, world_splits
 from ..lora import set_lora_scale
 from ..models import VideoModel
 from ..rewards import Reward
-from ..segvr import sample_frame_indices
 from ..trainer import finetune
 from ..video_io import write_video
 from .oracle import evaluate as oracle_evaluate
@@ -48,11 +47,7 @@ def score_model(model: VideoModel, reward: Reward, prompts: dict[str, list[str]]
         all_prompts = [p for _ in range(seeds) for p in split_prompts]
         clips = sample_clips(model, all_prompts, ddim_steps=ddim_steps,
                              guidance_scale=guidance_scale, seed=1000)  # (N, F, 3, H, W)
-        f = clips.shape[1]
-        idx = sample_frame_indices(1, f, segments, "first")[0]
-        frames = clips[:, idx].flatten(0, 1).to(model.device)
-        scores = reward(frames, [p for p in all_prompts for _ in range(segments)])
-        proxy = scores.view(len(all_prompts), segments).float().mean(-1).tolist()
+        proxy = RewardJudge(reward, "proxy", segments)(clips, all_prompts).tolist()
         verdicts = [oracle_evaluate(c.numpy(), p) for c, p in zip(clips, all_prompts)]
         metrics[split] = {
             "proxy_reward": _stats(proxy),
