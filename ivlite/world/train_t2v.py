@@ -35,9 +35,10 @@ The recipe, chosen for a 2-core CPU (see the book's chapter 1 and the log for me
    the oracle scores them; the log records colour/shape/motion accuracy.
 
 The defaults are the recipe of the shipped model (its ``unet/config.json`` records the exact
-arguments; it is the EMA at step 4700 of 5000). Interrupted runs continue with ``--resume``.
-At the end the EMA weights are exported (fp16, token
-table trimmed) into ``OUT/export/{unet,text_encoder}/``.
+arguments; it is the EMA at step 4700 of 5000) but for one: it trained its text encoder jointly
+(``--text-encoder train``, the only choice then). Interrupted runs continue with ``--resume``.
+At the end the EMA weights are exported (fp16, token table trimmed) into
+``OUT/export/{unet,text_encoder}/``.
 """
 
 from __future__ import annotations
