@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import first_line
+
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """(F, 3, H, W) in [-1, 1] -> (F, H, W, 3) uint8."""
@@ -43,7 +45,7 @@ def read_video(path: str | Path, num_frames: int) -> torch.Tensor:
     try:
         data = np.asarray(iio.imread(path))
     except Exception as err:
-        raise ValueError(f"video {str(path)!r} cannot be read: {err}") from err
+        raise ValueError(f"video {str(path)!r} cannot be read: {first_line(err)}") from err
     if data.ndim == 3:  # a single image
         data = data[None]
     if data.ndim != 4 or len(data) == 0:

@@ -281,6 +281,12 @@ def effective_frames(weights: Any) -> float | torch.Tensor:
     return float(n_eff) if n_eff.ndim == 0 else n_eff
 
 
+def _batch_size(args: tuple, kwargs: dict) -> int:
+    """Batch size of a forward call: its first tensor input, by position or (as diffusers models
+    are often called) by keyword."""
+    return int(next(x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)).shape[0])
+
+
 class FrameCounter:
     """Counts the images (batch items) that pass through the forward of some modules.
 
@@ -294,12 +300,13 @@ class FrameCounter:
         self._handles: list = []
 
     def _hook(self, i: int):
-        def hook(module, args, output):
-            self.frames[i] += int(args[0].shape[0])
+        def hook(module, args, kwargs, output):
+            self.frames[i] += _batch_size(args, kwargs)
         return hook
 
     def __enter__(self) -> "FrameCounter":
-        self._handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.modules)]
+        self._handles = [m.register_forward_hook(self._hook(i), with_kwargs=True)
+                         for i, m in enumerate(self.modules)]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -323,9 +330,8 @@ class CallLog:
         self._handle = None
 
     def _hook(self, module, args, kwargs, output):
-        first = next(x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor))
         self.grad.append(torch.is_grad_enabled())
-        self.batch.append(int(first.shape[0]))
+        self.batch.append(_batch_size(args, kwargs))
 
     @property
     def calls(self) -> int:

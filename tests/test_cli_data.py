@@ -50,8 +50,9 @@ def test_video_round_trip(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_video(tmp_path / "absent.mp4", 8)
     (tmp_path / "bad.mp4").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="cannot be read"):
+    with pytest.raises(ValueError, match="cannot be read") as err:
         read_video(tmp_path / "bad.mp4", 8)
+    assert "\n" not in str(err.value)  # one line, not ffmpeg's page of diagnostics
 
 
 def test_folder_of_clips(tmp_path, tiny_model):
