@@ -45,6 +45,10 @@ FILES = {
     "overoptimisation": "overoptimisation_tiny",
     "overoptimisation_lr2e-4": "overoptimisation_tiny_lr2e-4",
     "edit_vs_sample": "edit_vs_sample_tiny",
+    # the same experiments on the base model of run C (EMA at step 4700)
+    "baselines_model_4700": "ablations_tiny_model_4700_baselines_lr1e-3",
+    "edit_vs_sample_model_4700_lr1e-3": "edit_vs_sample_tiny_model_4700_lr1e-3",
+    "edit_vs_sample_model_4700_lr2e-4": "edit_vs_sample_tiny_model_4700_lr2e-4",
 }
 """Short names of the committed result files (``benchmarks/results/<stem>.json``)."""
 
