@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
                                    ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
               for split in SPLITS if args.samples > 0}
     if args.motion_check:
-        report["motion_word_effect"] = motion_word_effect(model)
+        report["motion_word_effect"] = motion_word_effect(model, ddim_steps=args.ddim_steps,
+                                                          guidance_scale=args.guidance)
     print(json.dumps(report, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
