@@ -202,3 +202,18 @@ def test_text_encoder_freeze_keeps_its_init_and_init_parts_unet_restarts_the_sch
     # its text encoder is this run's own (seed 1), not the export's
     assert any(not torch.equal(init["text_encoder"][k], frozen["text_encoder"][k])
                for k in frozen["text_encoder"])
+
+
+def test_word_sensitivity_swaps_one_word_and_scores_every_timestep(world_dir):
+    from ivlite.world.captions import MOTIONS
+    from ivlite.world.report import OPPOSITE_MOTION, word_sensitivity
+
+    assert set(OPPOSITE_MOTION) == set(MOTIONS)
+    assert all(OPPOSITE_MOTION[OPPOSITE_MOTION[m]] == m != OPPOSITE_MOTION[m] for m in MOTIONS)
+    r = word_sensitivity(load_tiny_world(world_dir), clips=4, timesteps=(900, 300))
+    assert list(r) == ["900", "300"]
+    for row in r.values():
+        assert set(row) == {"true", "motion_swapped", "colour_swapped"}
+        # a random UNet reads every token, so each swap changes its prediction
+        assert row["motion_swapped"] != row["true"] != row["colour_swapped"]
+        assert all(v > 0 for v in row.values())
