@@ -217,3 +217,15 @@ def test_word_sensitivity_swaps_one_word_and_scores_every_timestep(world_dir):
         # a random UNet reads every token, so each swap changes its prediction
         assert row["motion_swapped"] != row["true"] != row["colour_swapped"]
         assert all(v > 0 for v in row.values())
+
+
+def test_word_distances_and_first_step_travel(world_dir):
+    from ivlite.world.report import first_step_travel, word_distances
+
+    model = load_tiny_world(world_dir)
+    d = word_distances(model)
+    assert set(d) == {"motion", "colour", "token_norm"} and all(v > 0 for v in d.values())
+    same = word_distances(model, "a red circle moving left")
+    assert same == d   # deterministic
+    travel = first_step_travel(model, ["a red circle moving left"], draws=2)
+    assert list(travel) == ["a red circle moving left"] and len(travel["a red circle moving left"]) == 2

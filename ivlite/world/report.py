@@ -81,21 +81,13 @@ def word_sensitivity(model: VideoModel, *, clips: int = 48, seed: int = 0,
     difference of 0.1% in the loss is visible. Returns ``{str(t): {"true", "motion_swapped",
     "colour_swapped": mse}}``.
     """
-    import dataclasses
-
-    from .captions import COLOURS
     from .data import world_clips
 
     data = world_clips(model, clips=clips, seed=seed)
-    scenes = [Scene.from_caption(c) for c in data.captions]
-    colours = list(COLOURS)
-    captions = {
-        "true": list(data.captions),
-        "motion_swapped": [dataclasses.replace(s, motion=OPPOSITE_MOTION[s.motion]).caption
-                           for s in scenes],
-        "colour_swapped": [dataclasses.replace(
-            s, colour=colours[(colours.index(s.colour) + 1) % len(colours)]).caption
-            for s in scenes]}
+    swaps = [_swapped(c) for c in data.captions]
+    captions = {"true": list(data.captions),
+                "motion_swapped": [w["motion"] for w in swaps],
+                "colour_swapped": [w["colour"] for w in swaps]}
     embeddings = {k: model.encode_prompts(v) for k, v in captions.items()}
     x0 = data.latents.to(model.device)
     gen = torch.Generator().manual_seed(seed)
@@ -106,6 +98,54 @@ def word_sensitivity(model: VideoModel, *, clips: int = 48, seed: int = 0,
         xt = model.scheduler.add_noise(x0, noise, tt)
         out[str(t)] = {k: float((model.unet(xt, tt, encoder_hidden_states=e).sample - noise)
                                 .square().mean()) for k, e in embeddings.items()}
+    return out
+
+
+def _swapped(caption: str) -> dict[str, str]:
+    """The caption with its motion word replaced by the opposite one, and with the next colour."""
+    import dataclasses
+
+    from .captions import COLOURS
+
+    scene, colours = Scene.from_caption(caption), list(COLOURS)
+    return {"motion": dataclasses.replace(scene, motion=OPPOSITE_MOTION[scene.motion]).caption,
+            "colour": dataclasses.replace(
+                scene, colour=colours[(colours.index(scene.colour) + 1) % len(colours)]).caption}
+
+
+@torch.no_grad()
+def word_distances(model: VideoModel, caption: str = "a red circle moving left"
+                   ) -> dict[str, float]:
+    """How far apart the text encoder keeps a word's alternatives: the largest per-token distance
+    between the hidden states (77, D) of ``caption`` and of the caption with its motion word
+    (or its colour) swapped, and the mean per-token norm for scale."""
+    swaps = _swapped(caption)
+    h = model.encode_prompts([caption, swaps["motion"], swaps["colour"]])
+    return {"motion": float((h[0] - h[1]).norm(dim=-1).max()),
+            "colour": float((h[0] - h[2]).norm(dim=-1).max()),
+            "token_norm": float(h[0].norm(dim=-1).mean())}
+
+
+@torch.no_grad()
+def first_step_travel(model: VideoModel, prompts: list[str], *, t: int = 951, draws: int = 32,
+                      seed: int = 0) -> dict[str, list[float]]:
+    """Does the model's mean clip move at the sampler's first timestep? Per prompt, the travel
+    (dx, dy) in px of the oracle's centroid over the decoded mean of the clean-clip estimate
+    x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) over ``draws`` pure-noise inputs (the
+    world's clips travel 9.6 .. 14.4 px)."""
+    from .oracle import analyse_frames
+
+    abar = model.scheduler.alphas_cumprod[t]
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for prompt in prompts:
+        x = torch.randn(draws, 4, 16, 8, 8, generator=gen).to(model.device)
+        tt = torch.full((draws,), t, device=model.device)
+        eps = model.unet(x, tt, encoder_hidden_states=model.encode_prompts([prompt] * draws)).sample
+        x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).mean(0, keepdim=True)
+        frames = analyse_frames(model.decode_video(x0).transpose(1, 2)[0].cpu().numpy())
+        c = frames.centroid
+        out[prompt] = [round(float(v), 2) for v in c[-1] - c[0]]
     return out
 
 
@@ -139,6 +179,9 @@ def main(argv: list[str] | None = None) -> dict:
         report["motion_word_effect"] = motion_word_effect(model, ddim_steps=args.ddim_steps,
                                                           guidance_scale=args.guidance)
         report["word_sensitivity"] = word_sensitivity(model)
+        report["word_distances"] = word_distances(model)
+        report["first_step_travel"] = first_step_travel(
+            model, [f"a red circle moving {d}" for d in ("left", "right", "up", "down")])
     print(json.dumps(report, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
