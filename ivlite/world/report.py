@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
                    help="also write a PNG of samples, two prompts per split (the README's grid)")
     p.add_argument("--out", default=None, help="also write the report as JSON here")
     p.add_argument("--motion-check", action="store_true",
-                   help="also report the mean displacement per motion word (motion_word_effect) "
-                        "and the loss with motion or colour words swapped (word_sensitivity)")
+                   help="also report the mean displacement per motion word (motion_word_effect), "
+                        "the loss with motion or colour words swapped (word_sensitivity), the text "
+                        "encoder's word distances and the first sampling step's travel")
     args = p.parse_args(argv)
     model = load_tiny_world(args.world)
     if args.grid:
