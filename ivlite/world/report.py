@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..ddim import sample_noise
 from ..evaluate import sample_videos
 from ..models import VideoModel
 from .captions import Scene
@@ -93,7 +94,7 @@ def word_sensitivity(model: VideoModel, *, clips: int = 48, seed: int = 0,
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for t in timesteps:
-        noise = torch.randn(x0.shape, generator=gen).to(x0)
+        noise = sample_noise(x0.shape, generator=gen, device=x0.device)
         tt = torch.full((len(x0),), t, device=x0.device)
         xt = model.scheduler.add_noise(x0, noise, tt)
         out[str(t)] = {k: float((model.unet(xt, tt, encoder_hidden_states=e).sample - noise)
@@ -139,7 +140,7 @@ def first_step_travel(model: VideoModel, prompts: list[str], *, t: int = 951, dr
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for prompt in prompts:
-        x = torch.randn(draws, 4, 16, 8, 8, generator=gen).to(model.device)
+        x = sample_noise(model.latent_shape(draws, 16, 32, 32), generator=gen, device=model.device)
         tt = torch.full((draws,), t, device=model.device)
         eps = model.unet(x, tt, encoder_hidden_states=model.encode_prompts([prompt] * draws)).sample
         x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).mean(0, keepdim=True)
