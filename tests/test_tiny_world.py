@@ -166,6 +166,24 @@ def test_high_noise_share_draws_timesteps_from_the_top_of_the_schedule():
     assert 0.65 < float((half >= 600).float().mean()) < 0.75   # 0.5 + 0.5 * 0.4
 
 
+def test_snr_floor_keeps_the_clean_clip_error_weighted_at_high_noise():
+    from ivlite.models import modelscope_scheduler
+
+    ab = modelscope_scheduler().alphas_cumprod
+    t = torch.tensor([999, 951, 600, 300, 100, 0])
+    snr = ab[t] / (1 - ab[t])
+    plain = train_t2v.min_snr_weight(ab, t, 5.0)
+    # floor 0 is Min-SNR-5 exactly: weight 1 where SNR < 5, 5 / SNR above
+    assert torch.equal(plain, torch.where(snr < 5, torch.ones_like(snr), 5 / snr))
+    floored = train_t2v.min_snr_weight(ab, t, 5.0, floor=1.0)
+    x0_weight = floored * snr
+    assert torch.allclose(x0_weight, snr.clamp(1.0, 5.0))
+    assert float(floored[0]) > 200          # t = 999: SNR 0.0047, so the epsilon weight is ~1 / SNR
+    assert torch.equal(floored[-2:], plain[-2:])   # SNR >= 5: unchanged
+    with pytest.raises(SystemExit, match="--snr-floor 6.0 is out of range"):
+        train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", "--snr-floor", "6"]))
+
+
 def test_text_encoder_freeze_keeps_its_init_and_init_parts_unet_restarts_the_schedule(tmp_path):
     vae_args = ["--steps", "1", "--clips", "4", "--batch", "4", "--held-out-clips", "2"]
     train_vae.main(["--out", str(tmp_path / "vae")] + vae_args)
