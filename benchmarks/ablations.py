@@ -4,7 +4,7 @@ Every setting of :data:`ivlite.ablations.SETTINGS` (base model, DRaFT-1, full-ch
 InstructVideo, no SegVR, no TAR, lambda_tar, tau, D) fine-tunes a fresh copy of the shipped tiny
 text-to-video model with the same reward (tiny-hps), the same LoRA, the same training clips and
 the same budget (optimizer steps, or seconds of training steps), then is scored by
-:func:`ivlite.evaluate.evaluate_splits` on the same prompts and the same noise: the training
+:func:`ivlite.evaluation.evaluate_splits` on the same prompts and the same noise: the training
 reward, a second judge (the oracle's frame quality), the oracle's verdict and temporal
 consistency, per split (in-domain, held-out categories, out-of-domain).
 
@@ -100,7 +100,7 @@ def _mean(values):
 
 def run(args: argparse.Namespace) -> dict:
     from ivlite.early_stop import TimeBudget
-    from ivlite.evaluate import evaluate_splits, world_splits
+    from ivlite.evaluation import evaluate_splits, world_splits
     from ivlite.rewards import build_reward
     from ivlite.trainer import finetune
     from ivlite.world.data import world_clips

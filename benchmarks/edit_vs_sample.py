@@ -78,8 +78,8 @@ def _stats(values) -> dict:
 def frame_reward(model, reward, latents: torch.Tensor, prompts: list[str], segments: int = 4
                  ) -> torch.Tensor:
     """(B,) tiny-hps on the first frame of each of ``segments`` segments, averaged per clip: the
-    :class:`~ivlite.evaluate.RewardJudge` score, decoding only the frames it reads."""
-    from ivlite.evaluate import RewardJudge
+    :class:`~ivlite.evaluation.RewardJudge` score, decoding only the frames it reads."""
+    from ivlite.evaluation import RewardJudge
     from ivlite.segvr import decode_segments, sample_frame_indices
 
     b, _, f = latents.shape[:3]
@@ -142,7 +142,7 @@ def eps_change_per_timestep(model, clips, cfg: Config, seed: int) -> dict[str, f
 def run(args: argparse.Namespace) -> dict:
     from ivlite.ddim import start_timestep
     from ivlite.early_stop import TimeBudget
-    from ivlite.evaluate import world_splits
+    from ivlite.evaluation import world_splits
     from ivlite.lora import set_lora_scale
     from ivlite.rewards import build_reward
     from ivlite.trainer import finetune

@@ -62,7 +62,7 @@ def parse_args(argv=None):
 
 
 def run(args) -> dict:
-    from ivlite.evaluate import build_judge, evaluate_splits, world_splits
+    from ivlite.evaluation import build_judge, evaluate_splits, world_splits
     from ivlite.rewards import build_reward
     from ivlite.trainer import finetune
     from ivlite.world.data import world_clips

@@ -2,7 +2,7 @@
 
 One codebase, one reward, one adapter, one budget: every setting is the ``tiny-world`` (or any)
 preset with a few fields changed, run by the same :func:`ivlite.trainer.finetune` and scored by
-the same :func:`ivlite.evaluate.evaluate_splits`. ``benchmarks/ablations.py`` trains and scores
+the same :func:`ivlite.evaluation.evaluate_splits`. ``benchmarks/ablations.py`` trains and scores
 them; ``benchmarks/cost.py`` measures what a step of each costs.
 
 Baselines:

@@ -86,9 +86,9 @@ def _load_for_inference(cfg: Config, adapter: str | None, lora_scale: float):
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    cfg = _config_from_args(args)  # before the heavy imports: a mistake is reported at once
     from .trainer import finetune
 
-    cfg = _config_from_args(args)
     result = finetune(cfg)
     last = result.log[-1] if result.log else {}
     print(f"done: {result.steps} steps in {result.out_dir}; adapter in {result.adapter_dir}"
@@ -97,11 +97,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .evaluate import sample_videos
-    from .video_io import write_video
-
     cfg = _config_from_args(args)
     _check_inference_args(args)
+    from .evaluation import sample_videos
+    from .video_io import write_video
+
     prompts = cfg.prompts
     model = _load_for_inference(cfg, args.adapter, args.lora_scale)
     latents = sample_videos(model, prompts, num_frames=cfg.num_frames, height=cfg.height,
@@ -116,17 +116,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, to_markdown
-    from .rewards import build_reward
-
     cfg = _config_from_args(args)
     _check_inference_args(args)
+    from .evaluation import evaluate, to_markdown
+    from .rewards import build_reward
+
     model = _load_for_inference(cfg, args.adapter, args.lora_scale)
     reward = build_reward(cfg.reward, cfg.reward_checkpoint)
     if hasattr(reward, "to"):
         reward.to(model.device)
     if args.splits:  # per prompt split: reward, second judge, oracle, temporal consistency
-        from .evaluate import load_splits, run_split_evaluation, splits_markdown
+        from .evaluation import load_splits, run_split_evaluation, splits_markdown
 
         results = run_split_evaluation(
             model, reward, load_splits(args.splits, args.per_split, cfg.seed), args.out,
@@ -152,8 +152,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import shutil
 
-    from .world.demo import run_demo, summary_table
-
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         if not args.force:
@@ -162,6 +160,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(out)
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps={args.steps} must be an integer >= 1")
+    from .world.demo import run_demo, summary_table
+
     metrics = run_demo(out, steps=args.steps)
     print(summary_table(metrics), end="")
     print(f"{metrics['steps']} steps in {metrics['seconds']:.0f} s; videos, reward curve, adapter "

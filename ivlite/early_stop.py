@@ -6,7 +6,7 @@ while the videos get worse). The training reward cannot tell, by construction. S
 ``early_stop_every`` optimizer steps the trainer generates clips for held-out prompts (prompts and
 categories the fine-tuning never sees, with fixed noise) and scores them with a *judge* the model
 was not trained on (``early_stop_judge``: PickScore at full scale; on the tiny world the oracle's
-frame quality or score, see :func:`ivlite.evaluate.build_judge`). When the judge has not improved
+frame quality or score, see :func:`ivlite.evaluation.build_judge`). When the judge has not improved
 by more than ``min_delta`` for ``early_stop_patience`` evaluations in a row, training stops and the
 LoRA weights of the best evaluation (step 0, the base model, included) are put back, so the run's
 ``adapter/`` is the best one. Every evaluation is written to ``out_dir/early_stop.json``.
@@ -185,7 +185,7 @@ class EarlyStopping:
 
 def held_out_prompts(count: int = 4, seed: int = 0) -> list[str]:
     """``count`` prompts of the tiny world's held-out split (categories fine-tuning never sees)."""
-    from .evaluate import world_splits
+    from .evaluation import world_splits
 
     return world_splits(count, seed)["held_out"]
 
@@ -195,8 +195,8 @@ def judge_score_fn(model, reward, judge: str, prompts: Sequence[str], *, num_fra
                    segments: int, seed: int = 0, reward_name: str | None = None
                    ) -> Callable[[torch.nn.Module], dict]:
     """``score_fn`` for :class:`EarlyStopping`: judge and training reward on ``prompts``, one
-    clip each from fixed noise, with the evaluation protocol of :func:`ivlite.evaluate.evaluate_splits`."""
-    from .evaluate import build_judge, evaluate_splits
+    clip each from fixed noise, with the evaluation protocol of :func:`ivlite.evaluation.evaluate_splits`."""
+    from .evaluation import build_judge, evaluate_splits
 
     judge_fn = build_judge(judge, segments=segments, device=model.device)
 

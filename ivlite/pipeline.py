@@ -64,7 +64,7 @@ def video_pipeline(model: VideoModel | str, *, adapter: str | Path | None = None
         from diffusers import TextToVideoSDPipeline
     except ImportError as err:  # removed from a future diffusers
         raise ImportError("this diffusers version no longer ships TextToVideoSDPipeline; use "
-                          "ivlite's own sampling (ivlite.evaluate.sample_videos) or load the "
+                          "ivlite's own sampling (ivlite.evaluation.sample_videos) or load the "
                           "adapter into another pipeline's unet with load_into_pipeline") from err
     if isinstance(model, str):
         model = load_video_model(model, dtype=dtype or torch.float32)

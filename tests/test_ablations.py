@@ -23,7 +23,7 @@ from ivlite.ablations import (
 )
 from ivlite.config import Config, ConfigError
 from ivlite.early_stop import EarlyStopping, PatienceRule, TimeBudget, stop_index
-from ivlite.evaluate import evaluate_splits, splits_markdown, world_splits
+from ivlite.evaluation import evaluate_splits, splits_markdown, world_splits
 from ivlite.objective import instructvideo_objective
 from ivlite.trainer import finetune
 

@@ -290,6 +290,19 @@ def test_cli_in_a_real_process(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("argv", [["finetune", "--tau", "7"], ["demo", "--steps", "-1"],
+                                  ["evaluate", "--seeds", "0"]])
+def test_cli_mistakes_are_reported_before_torch_loads(argv):
+    """``import ivlite`` is lazy (PEP 562) and the commands check their arguments first, so a
+    mistake costs a fraction of a second, not the seconds torch and diffusers take to import."""
+    code = ("import sys; from ivlite.cli import main; status = main(%r); "
+            "print(status, 'torch' in sys.modules)" % (argv,))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert "error:" in done.stderr
+
+
 def _exit_status(argv) -> int:
     """main()'s return value, or the status argparse exits with."""
     try:

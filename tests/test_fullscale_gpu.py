@@ -79,7 +79,7 @@ def test_modelscope_hpsv2_one_instructvideo_step(tmp_path):
     assert step["unet_calls"] == 12  # int(0.6 * 20) guided steps, 551 -> 1
     assert math.isfinite(step["loss"]) and 0 < step["reward"] < 1  # TAR-weighted, unnormalised
 
-    from ivlite.evaluate import evaluate
+    from ivlite.evaluation import evaluate
 
     model.unet.eval()
     scores = evaluate(model, reward, cfg.prompts, num_frames=16, height=256, width=256,

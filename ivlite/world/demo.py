@@ -23,7 +23,7 @@ import torch
 
 from ..config import Config
 from ..data import LatentClips
-from ..evaluate import RewardJudge, world_splits
+from ..evaluation import RewardJudge, world_splits
 from ..lora import set_lora_scale
 from ..models import VideoModel
 from ..rewards import Reward

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..ddim import sample_noise
-from ..evaluate import sample_videos
+from ..evaluation import sample_videos
 from ..models import VideoModel
 from .captions import Scene
 from .oracle import evaluate as oracle_evaluate
