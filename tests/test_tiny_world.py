@@ -224,7 +224,7 @@ def test_text_encoder_freeze_keeps_its_init_and_init_parts_unet_restarts_the_sch
 
 def test_word_sensitivity_swaps_one_word_and_scores_every_timestep(world_dir):
     from ivlite.world.captions import MOTIONS
-    from ivlite.world.report import OPPOSITE_MOTION, word_sensitivity
+    from ivlite.world.motion_check import OPPOSITE_MOTION, word_sensitivity
 
     assert set(OPPOSITE_MOTION) == set(MOTIONS)
     assert all(OPPOSITE_MOTION[OPPOSITE_MOTION[m]] == m != OPPOSITE_MOTION[m] for m in MOTIONS)
@@ -238,7 +238,7 @@ def test_word_sensitivity_swaps_one_word_and_scores_every_timestep(world_dir):
 
 
 def test_word_distances_and_first_step_travel(world_dir):
-    from ivlite.world.report import first_step_travel, word_distances
+    from ivlite.world.motion_check import first_step_travel, word_distances
 
     model = load_tiny_world(world_dir)
     d = word_distances(model)
@@ -247,3 +247,43 @@ def test_word_distances_and_first_step_travel(world_dir):
     assert same == d   # deterministic
     travel = first_step_travel(model, ["a red circle moving left"], draws=2)
     assert list(travel) == ["a red circle moving left"] and len(travel["a red circle moving left"]) == 2
+
+
+def test_word_signal_finds_the_word_that_shapes_the_clips_and_is_unbiased():
+    from ivlite.world.captions import MOTIONS, Scene
+    from ivlite.world.motion_check import word_signal
+
+    gen = torch.Generator().manual_seed(0)
+    scenes = [Scene(c, s, m) for c in ("red", "blue") for s in ("circle", "square")
+              for m in MOTIONS] * 6                       # 6 clips per caption
+    captions = [s.caption for s in scenes]
+    noise = torch.randn(len(scenes), 4, 8, 4, 4, generator=gen)
+    # pure noise: no word explains anything; the split-half estimate stays near 0, where the
+    # plain squared distance of 6-clip means would report ~1/6 - 1/12 of the variance
+    r = word_signal(noise, captions)
+    assert all(abs(r[k]) < 0.03 for k in ("colour", "shape", "motion", "background")), r
+    # add one pattern per motion word with variance 1: it explains half of the total variance
+    pattern = torch.randn(len(MOTIONS), 4, 8, 4, 4, generator=gen)
+    shaped = noise + torch.stack([pattern[MOTIONS.index(s.motion)] for s in scenes])
+    r = word_signal(shaped, captions)
+    assert 0.35 < r["motion"] < 0.6 and abs(r["colour"]) < 0.03 and abs(r["shape"]) < 0.03, r
+    assert r["background"] == 0.0    # one background only: nothing to tell apart
+
+
+def test_frame_index_probe_scores_every_block(world_dir):
+    from ivlite.world.data import world_clips
+    from ivlite.world.motion_check import frame_index_probe
+
+    model = load_tiny_world(world_dir)
+    clips = world_clips(model, clips=8, seed=0)
+    r = frame_index_probe(model, clips.latents, clips.captions)
+    unet = model.unet
+    assert list(r) == ["input"] + [f"down_blocks.{i}" for i in range(len(unet.down_blocks))] + \
+        ["mid_block"] + [f"up_blocks.{i}" for i in range(len(unet.up_blocks))]
+    assert all(v <= 1.0 for v in r.values())
+    # the probe fitted on the input's channel means has nothing to go on
+    assert r["input"] < 0.1
+    # a feature that is the frame index itself scores 1
+    x = torch.zeros(8, 4, 16, 8, 8)
+    x[:, 0] = torch.arange(16.0)[:, None, None]
+    assert frame_index_probe(model, x * 40, clips.captions, t=0)["input"] > 0.99

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..ddim import sample_noise
 from ..evaluation import sample_videos
 from ..models import VideoModel
 from .captions import Scene
@@ -39,117 +38,6 @@ def oracle_report(model: VideoModel, scenes: list[Scene], *, samples: int = 48, 
             **summarise(results)}
 
 
-@torch.no_grad()
-def motion_word_effect(model: VideoModel, *, seed: int = 7, ddim_steps: int = 20,
-                       guidance_scale: float = 3.0) -> dict[str, list[float]]:
-    """Does the motion word steer the clip? Mean centroid displacement (dx, dy) in px over six
-    categories per motion, every motion sampled from the same noise (``seed``).
-
-    A model that follows its prompts moves left for "moving left" (dx < 0) and right for "moving
-    right"; identical numbers for all four motions mean the motion words are ignored and the noise
-    alone decides where the object drifts.
-    """
-    from .captions import MOTIONS
-    from .oracle import analyse_frames, detect_motion
-
-    out = {}
-    for motion in MOTIONS:
-        prompts = [f"a {c} {s} {motion}" for c in ("red", "blue", "green")
-                   for s in ("circle", "square")]
-        clips = sample_clips(model, prompts, ddim_steps=ddim_steps,
-                             guidance_scale=guidance_scale, seed=seed)
-        moves = []
-        for clip in clips:
-            frames = analyse_frames(clip.numpy())
-            moves.append(detect_motion(frames.centroid, frames.present, clip.shape[-1])[1])
-        out[motion] = [round(float(v), 2) for v in np.mean(moves, axis=0)]
-    return out
-
-
-OPPOSITE_MOTION = {"moving left": "moving right", "moving right": "moving left",
-                   "moving up": "moving down", "moving down": "moving up"}
-
-
-@torch.no_grad()
-def word_sensitivity(model: VideoModel, *, clips: int = 48, seed: int = 0,
-                     timesteps: tuple[int, ...] = (900, 700, 500, 300)) -> dict[str, dict]:
-    """Does the denoiser read its motion words? Per timestep t, the noise-prediction MSE on
-    ``clips`` in-domain renders noised to t, conditioned on the true caption, on the caption with
-    the opposite motion ("left" <-> "right", "up" <-> "down") and on the caption with the next
-    colour. A model that ignores a word scores the same with it swapped; one that reads it, worse.
-
-    Sharper than :func:`motion_word_effect`: no sampling, so no noise-decided drift, and a
-    difference of 0.1% in the loss is visible. Returns ``{str(t): {"true", "motion_swapped",
-    "colour_swapped": mse}}``.
-    """
-    from .data import world_clips
-
-    data = world_clips(model, clips=clips, seed=seed)
-    swaps = [_swapped(c) for c in data.captions]
-    captions = {"true": list(data.captions),
-                "motion_swapped": [w["motion"] for w in swaps],
-                "colour_swapped": [w["colour"] for w in swaps]}
-    embeddings = {k: model.encode_prompts(v) for k, v in captions.items()}
-    x0 = data.latents.to(model.device)
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for t in timesteps:
-        noise = sample_noise(x0.shape, generator=gen, device=x0.device)
-        tt = torch.full((len(x0),), t, device=x0.device)
-        xt = model.scheduler.add_noise(x0, noise, tt)
-        out[str(t)] = {k: float((model.unet(xt, tt, encoder_hidden_states=e).sample - noise)
-                                .square().mean()) for k, e in embeddings.items()}
-    return out
-
-
-def _swapped(caption: str) -> dict[str, str]:
-    """The caption with its motion word replaced by the opposite one, and with the next colour."""
-    import dataclasses
-
-    from .captions import COLOURS
-
-    scene, colours = Scene.from_caption(caption), list(COLOURS)
-    return {"motion": dataclasses.replace(scene, motion=OPPOSITE_MOTION[scene.motion]).caption,
-            "colour": dataclasses.replace(
-                scene, colour=colours[(colours.index(scene.colour) + 1) % len(colours)]).caption}
-
-
-@torch.no_grad()
-def word_distances(model: VideoModel, caption: str = "a red circle moving left"
-                   ) -> dict[str, float]:
-    """How far apart the text encoder keeps a word's alternatives: the largest per-token distance
-    between the hidden states (77, D) of ``caption`` and of the caption with its motion word
-    (or its colour) swapped, and the mean per-token norm for scale."""
-    swaps = _swapped(caption)
-    h = model.encode_prompts([caption, swaps["motion"], swaps["colour"]])
-    return {"motion": float((h[0] - h[1]).norm(dim=-1).max()),
-            "colour": float((h[0] - h[2]).norm(dim=-1).max()),
-            "token_norm": float(h[0].norm(dim=-1).mean())}
-
-
-@torch.no_grad()
-def first_step_travel(model: VideoModel, prompts: list[str], *, t: int = 951, draws: int = 32,
-                      seed: int = 0) -> dict[str, list[float]]:
-    """Does the model's mean clip move at the sampler's first timestep? Per prompt, the travel
-    (dx, dy) in px of the oracle's centroid over the decoded mean of the clean-clip estimate
-    x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) over ``draws`` pure-noise inputs (the
-    world's clips travel 9.6 .. 14.4 px)."""
-    from .oracle import analyse_frames
-
-    abar = model.scheduler.alphas_cumprod[t]
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for prompt in prompts:
-        x = sample_noise(model.latent_shape(draws, 16, 32, 32), generator=gen, device=model.device)
-        tt = torch.full((draws,), t, device=model.device)
-        eps = model.unet(x, tt, encoder_hidden_states=model.encode_prompts([prompt] * draws)).sample
-        x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).mean(0, keepdim=True)
-        frames = analyse_frames(model.decode_video(x0).transpose(1, 2)[0].cpu().numpy())
-        c = frames.centroid
-        out[prompt] = [round(float(v), 2) for v in c[-1] - c[0]]
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict:
     """``python -m ivlite.world.report``: the oracle's verdict on the shipped model, per split."""
     import argparse
@@ -169,7 +57,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--motion-check", action="store_true",
                    help="also report the mean displacement per motion word (motion_word_effect), "
                         "the loss with motion or colour words swapped (word_sensitivity), the text "
-                        "encoder's word distances and the first sampling step's travel")
+                        "encoder's word distances, the first sampling step's travel, the share of the "
+                        "clips' variance each word explains (word_signal) and whether the UNet's "
+                        "features know the frame index (frame_index_probe)")
     args = p.parse_args(argv)
     model = load_tiny_world(args.world)
     if args.grid:
@@ -178,6 +68,14 @@ def main(argv: list[str] | None = None) -> dict:
                                    ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
               for split in SPLITS if args.samples > 0}
     if args.motion_check:
+        from .data import world_clips
+        from .motion_check import first_step_travel, frame_index_probe, motion_word_effect, \
+            word_distances, word_sensitivity, word_signal
+
+        clips = world_clips(model, clips=1536, seed=3)  # 16 renders per in-domain caption
+        report["word_signal"] = word_signal(clips.latents, clips.captions)
+        report["frame_index_probe"] = frame_index_probe(model, clips.latents[:96],
+                                                        clips.captions[:96])
         report["motion_word_effect"] = motion_word_effect(model, ddim_steps=args.ddim_steps,
                                                           guidance_scale=args.guidance)
         report["word_sensitivity"] = word_sensitivity(model)
