@@ -86,6 +86,14 @@ def test_training_scripts_run_resume_and_export(tmp_path):
     for part in ("unet", "text_encoder"):
         assert (tmp_path / "t2v" / "export" / part / "model.safetensors").is_file()
 
+    # --temporal-lr-scale trains the temporal layers in a group of their own, at scale x lr
+    train_t2v.main(["--out", str(tmp_path / "t2v_lr")] + t2v_args + ["--temporal-lr-scale", "3"])
+    groups = json.loads((tmp_path / "t2v_lr" / "state" / "state.json").read_text()
+                        )["optimizer"]["param_groups"]
+    assert [g["scale"] for g in groups] == [1.0, 3.0]
+    assert groups[1]["lr"] == pytest.approx(3 * groups[0]["lr"])
+    assert len(groups[1]["params"]) == len(train_t2v.temporal_parameters(build_unet()))
+
 
 def test_demo_writes_every_file(world_dir, tmp_path):
     from ivlite.config import Config

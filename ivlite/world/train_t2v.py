@@ -150,6 +150,9 @@ def train(args: argparse.Namespace) -> dict:
     if not 0.0 <= args.high_noise_share <= 1.0:
         raise SystemExit(f"--high-noise-share {args.high_noise_share} is out of range; allowed: "
                          f"0 <= share <= 1")
+    if not 0.0 < args.temporal_lr_scale <= 100.0:
+        raise SystemExit(f"--temporal-lr-scale {args.temporal_lr_scale} is out of range; allowed: "
+                         f"0 < scale <= 100")
     if not 0.0 <= args.snr_floor <= args.snr_gamma:
         raise SystemExit(f"--snr-floor {args.snr_floor} is out of range; allowed: "
                          f"0 <= floor <= --snr-gamma ({args.snr_gamma})")
@@ -169,7 +172,13 @@ def train(args: argparse.Namespace) -> dict:
     train_text = args.text_encoder == "train"
     text.requires_grad_(train_text)
     params = list(unet.parameters()) + (list(text.parameters()) if train_text else [])
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    temporal = temporal_parameters(unet)
+    groups = [{"params": params, "scale": 1.0}]
+    if args.temporal_lr_scale != 1.0:  # a second group; one group keeps older runs resumable
+        temporal_ids = {id(q) for q in temporal}
+        groups = [{"params": [q for q in params if id(q) not in temporal_ids], "scale": 1.0},
+                  {"params": temporal, "scale": args.temporal_lr_scale}]
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
     modules = {"unet": unet, "text": text, "ema_unet": ema_unet, "ema_text": ema_text}
     start, seconds = 0, 0.0
     if args.resume and has_state(out):
@@ -181,7 +190,6 @@ def train(args: argparse.Namespace) -> dict:
     elif args.image_stage_temporal == "freeze":
         zero_temporal_attention_outputs(unet)
         ema_unet.load_state_dict(unet.state_dict())
-    temporal = temporal_parameters(unet)
     if args.export_only:
         return export(ema_unet, ema_text, out, args, seconds=seconds, steps=start)
     truncate_log(out, start)
@@ -200,7 +208,7 @@ def train(args: argparse.Namespace) -> dict:
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))  # dropout masks
         lr = args.lr * min(1.0, (step + 1) / args.warmup)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("scale", 1.0)
         frozen = step < args.image_steps and args.image_stage_temporal == "freeze"
         for param in temporal:
             param.requires_grad_(not frozen)
@@ -290,6 +298,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "or train them on single frames")
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--temporal-lr-scale", type=float, default=1.0,
+                   help="learning rate of the temporal convolutions and attentions, in units of --lr")
     p.add_argument("--snr-gamma", type=float, default=5.0)
     p.add_argument("--snr-floor", type=float, default=0.0,
                    help="least weight of the x0 error at any t (0: plain Min-SNR; see min_snr_weight)")
