@@ -55,7 +55,7 @@ from safetensors.torch import load_file, save_file
 from ..models import VideoModel, modelscope_scheduler
 from ..tokenizer import clip_tokenizer
 from .assets import load_weights, save_weights
-from .captions import base_training_scenes
+from .captions import Scene, base_training_scenes
 from .render import make_dataset
 from .report import oracle_report
 from .tiny_models import TEXT_CONFIG, TOKEN_TABLE, UNET_CONFIG, build_text_encoder, build_unet, \
@@ -150,6 +150,10 @@ def train(args: argparse.Namespace) -> dict:
     if not 0.0 <= args.high_noise_share <= 1.0:
         raise SystemExit(f"--high-noise-share {args.high_noise_share} is out of range; allowed: "
                          f"0 <= share <= 1")
+    categories = sorted({f"{s.colour} {s.shape}" for s in base_training_scenes()})
+    if args.only_category is not None and args.only_category not in categories:
+        raise SystemExit(f"--only-category {args.only_category!r} is not a training category; "
+                         f"allowed: {', '.join(categories)}")
     if not 0.0 < args.temporal_lr_scale <= 100.0:
         raise SystemExit(f"--temporal-lr-scale {args.temporal_lr_scale} is out of range; allowed: "
                          f"0 < scale <= 100")
@@ -194,6 +198,12 @@ def train(args: argparse.Namespace) -> dict:
         return export(ema_unet, ema_text, out, args, seconds=seconds, steps=start)
     truncate_log(out, start)
     latents, captions = latent_pool(vae, args.clips, args.seed, out / "pool.safetensors")
+    scenes = base_training_scenes()
+    if args.only_category:  # a diagnostic: can the model learn its motion words in one category?
+        scenes = [s for s in scenes if f"{s.colour} {s.shape}" == args.only_category]
+        wanted = set(scenes)
+        keep = [i for i, c in enumerate(captions) if Scene.from_caption(c) in wanted]
+        latents, captions = latents[keep], [captions[i] for i in keep]
     tok = clip_tokenizer()
     ids = {c: tok(c, padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
            for c in set(captions) | {""}}
@@ -241,7 +251,7 @@ def train(args: argparse.Namespace) -> dict:
         if done > args.image_steps and (done % args.eval_every == 0 or done == total):
             model = VideoModel(ema_unet, vae, ema_text, tok, sched)
             record = {**(record or {"step": done}), "oracle": oracle_report(
-                model, base_training_scenes(), samples=args.eval_samples, seed=1,
+                model, scenes, samples=args.eval_samples, seed=1,
                 guidance_scale=args.guidance, num_frames=args.frames)}
             print(json.dumps(record), flush=True)
         if record:
@@ -309,6 +319,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--caption-dropout", type=float, default=0.1)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--clips", type=int, default=6144, help="world clips in the latent pool")
+    p.add_argument("--only-category", default=None, metavar="'COLOUR SHAPE'",
+                   help="train and evaluate on one category's clips only (a diagnostic, e.g. "
+                        "'red circle')")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance for the oracle check")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-samples", type=int, default=24)
