@@ -203,6 +203,9 @@ def train(args: argparse.Namespace) -> dict:
         scenes = [s for s in scenes if f"{s.colour} {s.shape}" == args.only_category]
         wanted = set(scenes)
         keep = [i for i, c in enumerate(captions) if Scene.from_caption(c) in wanted]
+        if not keep:
+            raise SystemExit(f"--only-category {args.only_category!r}: none of the pool's "
+                             f"{len(captions)} clips shows it; use a larger --clips")
         latents, captions = latents[keep], [captions[i] for i in keep]
     tok = clip_tokenizer()
     ids = {c: tok(c, padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
