@@ -190,6 +190,9 @@ def test_snr_floor_keeps_the_clean_clip_error_weighted_at_high_noise():
     assert torch.equal(floored[-2:], plain[-2:])   # SNR >= 5: unchanged
     with pytest.raises(SystemExit, match="--snr-floor 6.0 is out of range"):
         train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", "--snr-floor", "6"]))
+
+
+def test_only_category_names_the_allowed_categories():
     with pytest.raises(SystemExit, match="'pink circle' is not a training category; allowed: "
                                          "blue circle, "):
         train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o",
