@@ -189,7 +189,10 @@ def frame_index_probe(model: VideoModel, latents: torch.Tensor, captions: list[s
     the probe is fitted on the first three quarters of the clips and scored on the rest. The
     temporal attention has no position embedding, so the frame index can only come from the
     temporal convolutions' zero padding at the clip's ends; the noisy input itself scores ~0
-    (``"input"``). A direction word can only be drawn where the features know the frame.
+    (``"input"``). A direction word can only be drawn where the features know the frame. The
+    blocks' outputs are (N * F, C, h, w) in diffusers' 3D UNet; averaging them over space keeps a
+    frame code but hides a frame-dependent spatial shift, so a low score is a lower bound.
+    Returns ``{"input" | block name: R^2}``.
     """
     unet = model.unet
     names = [f"down_blocks.{i}" for i in range(len(unet.down_blocks))] + ["mid_block"] + \
