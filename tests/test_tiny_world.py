@@ -302,3 +302,13 @@ def test_frame_index_probe_scores_every_block(world_dir):
     x = torch.zeros(8, 4, 16, 8, 8)
     x[:, 0] = torch.arange(16.0)[:, None, None]
     assert frame_index_probe(model, x * 40, clips.captions, t=0)["input"] > 0.99
+
+
+def test_report_scores_one_category_on_request(world_dir, capsys):
+    from ivlite.world import report
+
+    r = report.main(["--world", str(world_dir), "--samples", "2", "--category", "red circle"])
+    assert list(r) == ["category red circle"] and r["category red circle"]["samples"] == 2
+    with pytest.raises(SystemExit):
+        report.main(["--world", str(world_dir), "--category", "pink circle"])
+    assert "'pink circle' is not a category of the world" in capsys.readouterr().err

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     import argparse
     import json
 
-    from .captions import SPLITS, split_scenes
+    from .captions import COLOURS, SHAPES, SPLITS, all_scenes, split_scenes
     from .tiny_models import load_tiny_world
 
     p = argparse.ArgumentParser(description=main.__doc__)
@@ -56,17 +56,27 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=None, help="also write the report as JSON here")
     p.add_argument("--motion-check", action="store_true",
                    help="also report the mean displacement per motion word (motion_word_effect), "
-                        "the loss with motion or colour words swapped (word_sensitivity), the text "
-                        "encoder's word distances, the first sampling step's travel, the share of the "
-                        "clips' variance each word explains (word_signal) and whether the UNet's "
-                        "features know the frame index (frame_index_probe)")
+                        "the loss with motion or colour words swapped (word_sensitivity), the "
+                        "text encoder's word distances, the first sampling step's travel, the "
+                        "share of the clips' variance each word explains (word_signal) and "
+                        "whether the UNet's features know the frame index (frame_index_probe)")
+    p.add_argument("--category", default=None, metavar="'COLOUR SHAPE'",
+                   help="score this category's scenes (every motion and background) instead of "
+                        "the three splits, e.g. for a run trained with --only-category")
     args = p.parse_args(argv)
+    groups = {split: split_scenes(split) for split in SPLITS}
+    if args.category is not None:
+        scenes = [s for s in all_scenes() if f"{s.colour} {s.shape}" == args.category]
+        if not scenes:
+            p.error(f"--category {args.category!r} is not a category of the world; allowed: "
+                    f"'COLOUR SHAPE' with COLOUR in {list(COLOURS)} and SHAPE in {list(SHAPES)}")
+        groups = {f"category {args.category}": scenes}
     model = load_tiny_world(args.world)
     if args.grid:
         sample_grid(model, args.grid, ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
-    report = {split: oracle_report(model, split_scenes(split), samples=args.samples,
-                                   ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
-              for split in SPLITS if args.samples > 0}
+    report = {name: oracle_report(model, scenes, samples=args.samples,
+                                  ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
+              for name, scenes in groups.items() if args.samples > 0}
     if args.motion_check:
         from .data import world_clips
         from .motion_check import first_step_travel, frame_index_probe, motion_word_effect, \
