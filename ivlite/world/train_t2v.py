@@ -30,8 +30,9 @@ The recipe, chosen for a 2-core CPU (see the book's chapter 1 and the log for me
    "a red circle moving left" and "... right" differ by at most 0.38 per token (norm 7.8), a
    colour swap by 13.6; a frozen random encoder keeps them 3.5 apart (colours 3.3; measured by
    ``motion_check.word_distances``). Freezing alone did not make the UNet follow its motion words
-   within 2400 video steps, nor did ``--snr-floor 1`` or an 8-frame video stage; trained on one
-   category only (``--only-category``), it began to (run E4): see the README's tiny-world section.
+   within 2400 video steps, nor did ``--snr-floor 1``, an 8-frame video stage, training on one
+   category only (``--only-category``) or ``--temporal-lr-scale 5``: see the README's tiny-world
+   section.
 6. Every ``--eval-every`` steps of the video stage, the EMA model samples clips at 20 DDIM steps and
    the oracle scores them; the log records colour/shape/motion accuracy.
 
