@@ -39,7 +39,8 @@ def oracle_report(model: VideoModel, scenes: list[Scene], *, samples: int = 48, 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """``python -m ivlite.world.report``: the oracle's verdict on the shipped model, per split."""
+    """``python -m ivlite.world.report``: the oracle's verdict on a tiny-world model (default the
+    shipped one), per split or for one category, with the motion diagnostics on request."""
     import argparse
     import json
 
