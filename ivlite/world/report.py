@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     import argparse
     import json
 
-    from .captions import COLOURS, SHAPES, SPLITS, all_scenes, split_scenes
+    from .captions import COLOURS, SHAPES, SPLITS, all_categories, scenes_for, split_scenes
     from .tiny_models import load_tiny_world
 
     p = argparse.ArgumentParser(description=main.__doc__)
@@ -67,11 +67,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     groups = {split: split_scenes(split) for split in SPLITS}
     if args.category is not None:
-        scenes = [s for s in all_scenes() if f"{s.colour} {s.shape}" == args.category]
-        if not scenes:
+        category = tuple(args.category.split())
+        if category not in all_categories():
             p.error(f"--category {args.category!r} is not a category of the world; allowed: "
                     f"'COLOUR SHAPE' with COLOUR in {list(COLOURS)} and SHAPE in {list(SHAPES)}")
-        groups = {f"category {args.category}": scenes}
+        groups = {f"category {args.category}": scenes_for([category])}
     model = load_tiny_world(args.world)
     if args.grid:
         sample_grid(model, args.grid, ddim_steps=args.ddim_steps, guidance_scale=args.guidance)

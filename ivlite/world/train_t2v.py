@@ -57,7 +57,7 @@ from safetensors.torch import load_file, save_file
 from ..models import VideoModel, modelscope_scheduler
 from ..tokenizer import clip_tokenizer
 from .assets import load_weights, save_weights
-from .captions import Scene, base_training_scenes
+from .captions import Scene, base_training_scenes, scenes_for
 from .render import make_dataset
 from .report import oracle_report
 from .tiny_models import TEXT_CONFIG, TOKEN_TABLE, UNET_CONFIG, build_text_encoder, build_unet, \
@@ -153,10 +153,10 @@ def train(args: argparse.Namespace) -> dict:
     if not 0.0 <= args.high_noise_share <= 1.0:
         raise SystemExit(f"--high-noise-share {args.high_noise_share} is out of range; allowed: "
                          f"0 <= share <= 1")
-    categories = sorted({f"{s.colour} {s.shape}" for s in base_training_scenes()})
-    if args.only_category is not None and args.only_category not in categories:
+    training = {s.category for s in base_training_scenes()}
+    if args.only_category is not None and tuple(args.only_category.split()) not in training:
         raise SystemExit(f"--only-category {args.only_category!r} is not a training category; "
-                         f"allowed: {', '.join(categories)}")
+                         f"allowed: {', '.join(sorted(' '.join(c) for c in training))}")
     if not 0.0 < args.temporal_lr_scale <= 100.0:
         raise SystemExit(f"--temporal-lr-scale {args.temporal_lr_scale} is out of range; allowed: "
                          f"0 < scale <= 100")
@@ -203,7 +203,7 @@ def train(args: argparse.Namespace) -> dict:
     latents, captions = latent_pool(vae, args.clips, args.seed, out / "pool.safetensors")
     scenes = base_training_scenes()
     if args.only_category:  # a diagnostic: can the model learn its motion words in one category?
-        scenes = [s for s in scenes if f"{s.colour} {s.shape}" == args.only_category]
+        scenes = scenes_for([tuple(args.only_category.split())])
         wanted = set(scenes)
         keep = [i for i, c in enumerate(captions) if Scene.from_caption(c) in wanted]
         if not keep:
