@@ -192,6 +192,40 @@ def test_snr_floor_keeps_the_clean_clip_error_weighted_at_high_noise():
         train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", "--snr-floor", "6"]))
 
 
+def test_signal_free_samples_are_pure_noise_whose_target_gives_back_the_clip():
+    from argparse import Namespace
+
+    from ivlite.models import modelscope_scheduler
+
+    sched = modelscope_scheduler()
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(64, 4, 16, 8, 8, generator=gen), torch.randn(64, 4, 16, 8, 8, generator=gen)
+    t = torch.randint(0, 1000, (64,), generator=gen)
+    off = Namespace(signal_free_share=0.0, signal_free_from=900)
+    xt, target, t_off = train_t2v.noisy_inputs(x0, noise, t, sched, off, gen)
+    assert torch.equal(t_off, t) and torch.equal(target, noise)   # share 0: the plain recipe
+    assert torch.equal(xt, sched.add_noise(x0, noise, t))
+    on = Namespace(signal_free_share=0.5, signal_free_from=900)
+    xt, target, t_on = train_t2v.noisy_inputs(x0, noise, t, sched, on, gen)
+    free = (xt == noise).flatten(1).all(1)
+    assert 16 < int(free.sum()) < 48 and int(t_on[free].min()) >= 900
+    assert torch.equal(t_on[~free], t[~free]) and torch.equal(target[~free], noise[~free])
+    # the sampler's clean-clip formula turns every target back into its clip
+    ab = sched.alphas_cumprod[t_on].view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close((xt - (1 - ab).sqrt() * target) / ab.sqrt(), x0,
+                               atol=1e-4, rtol=1e-4)
+    for flag, value in (("--signal-free-share", "1.5"), ("--signal-free-from", "1000")):
+        with pytest.raises(SystemExit, match=f"{flag} {value} is out of range"):
+            train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", flag, value]))
+
+
+def test_motions_and_layers_per_block_are_checked():
+    for args, message in ((["--motions", "left,sideways"], "'moving sideways' is not a motion"),
+                          (["--layers-per-block", "0"], "--layers-per-block 0 is out of range")):
+        with pytest.raises(SystemExit, match=message):
+            train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", *args]))
+
+
 def test_only_category_names_the_allowed_categories():
     with pytest.raises(SystemExit, match="'pink circle' is not a training category; allowed: "
                                          "blue circle, "):
@@ -312,3 +346,19 @@ def test_report_scores_one_category_on_request(world_dir, capsys):
     with pytest.raises(SystemExit):
         report.main(["--world", str(world_dir), "--category", "pink circle"])
     assert "'pink circle' is not a category of the world" in capsys.readouterr().err
+
+
+def test_leak_reading_scores_the_path_along_the_true_direction():
+    from ivlite.world.motion_check import leak_reading
+
+    model = load_tiny_world()
+    r = leak_reading(model, clips=3, draws=2, timesteps=(999,))
+    row = r["999"]
+    assert set(row) == {"caption", "reversed", "pure_noise", "clip", "snr"}
+    assert row["snr"] == pytest.approx(0.00468, abs=1e-4)   # ModelScope's terminal SNR
+    assert row["clip"] > 5.0   # world clips travel 9.6-14.4 px the way their caption says
+
+    fixed = model.encode_prompts(["a red circle moving up"])   # a model deaf to its caption
+    model.encode_prompts = lambda prompts: fixed.expand(len(prompts), -1, -1)
+    deaf = leak_reading(model, clips=3, draws=2, timesteps=(999,))["999"]
+    assert deaf["caption"] == deaf["reversed"] and deaf["clip"] == row["clip"]

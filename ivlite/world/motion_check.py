@@ -4,7 +4,8 @@ Each function answers one question about a text-to-video model of the tiny world
 :func:`word_signal`, about its training data): does the sampled clip move as its caption says
 (:func:`motion_word_effect`), does the denoiser's loss depend on the motion word
 (:func:`word_sensitivity`), does the text encoder keep the words apart (:func:`word_distances`),
-does the first sampling step already move (:func:`first_step_travel`), how much would an ideal
+does the first sampling step already move (:func:`first_step_travel`), does the denoiser read
+the path off the noisy clip rather than off the caption (:func:`leak_reading`), how much would an ideal
 denoiser gain from each word (:func:`word_signal`), and can the UNet's features tell its frames
 apart at all (:func:`frame_index_probe`).
 """
@@ -128,6 +129,56 @@ def first_step_travel(model: VideoModel, prompts: list[str], *, t: int = 951, dr
         frames = analyse_frames(model.decode_video(x0).transpose(1, 2)[0].cpu().numpy())
         c = frames.centroid
         out[prompt] = [round(float(v), 2) for v in c[-1] - c[0]]
+    return out
+
+
+@torch.no_grad()
+def leak_reading(model: VideoModel, *, clips: int = 24, draws: int = 8, seed: int = 5,
+                 timesteps: tuple[int, ...] = (999, 951, 901, 801)) -> dict[str, dict]:
+    """Does the denoiser read the path off the noisy clip instead of off its caption?
+
+    ``clips`` in-domain renders are noised to each t (``draws`` noise draws each); the clean-clip
+    estimate x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t), averaged over the draws and
+    decoded, is scored by its centroid travel in px along the clip's true direction (positive:
+    the way the clip moves). Three inputs: the noised clip with its caption (``"caption"``), the
+    same with the motion word reversed (``"reversed"``), and pure noise with the caption
+    (``"pure_noise"``, the sampler's first step); ``"clip"`` is the clips' own travel.
+
+    ModelScope's schedule keeps abar = 0.0047 at t = 999, so the noised clip still shows its path
+    faintly. Equal ``caption`` and ``reversed`` travel means the direction comes from that leak,
+    not from the caption; a small ``pure_noise`` travel, that from pure noise (where sampling
+    starts) nothing decides it. Returns ``{str(t): {key: mean travel in px, "snr": abar/(1-abar)}}``.
+    """
+    from .captions import MOTION_DIRECTIONS
+    from .data import world_clips
+    from .oracle import analyse_frames
+
+    data = world_clips(model, clips=clips, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+
+    def travel(x0: torch.Tensor, axis: np.ndarray) -> float:
+        frames = analyse_frames(model.decode_video(x0[None]).transpose(1, 2)[0].cpu().numpy())
+        return float(np.dot(frames.centroid[-1] - frames.centroid[0], axis))
+
+    out = {}
+    for t in timesteps:
+        abar = model.scheduler.alphas_cumprod[t]
+        tt = torch.full((draws,), t, device=model.device)
+        rows: dict[str, list[float]] = {"caption": [], "reversed": [], "pure_noise": [], "clip": []}
+        for x0, caption in zip(data.latents.to(model.device), data.captions):
+            axis = np.asarray(MOTION_DIRECTIONS[Scene.from_caption(caption).motion], float)
+            noise = sample_noise((draws, *x0.shape), generator=gen, device=x0.device)
+            xt = model.scheduler.add_noise(x0.expand(draws, *x0.shape), noise, tt)
+            reversed_caption = _swapped(caption)["motion"]
+            for key, text, x in (("caption", caption, xt), ("reversed", reversed_caption, xt),
+                                 ("pure_noise", caption, noise)):
+                emb = model.encode_prompts([text] * draws)
+                eps = model.unet(x, tt, encoder_hidden_states=emb).sample
+                rows[key].append(travel(((x - (1 - abar).sqrt() * eps) / abar.sqrt()).mean(0),
+                                        axis))
+            rows["clip"].append(travel(x0, axis))
+        out[str(t)] = {k: round(float(np.mean(v)), 2) for k, v in rows.items()}
+        out[str(t)]["snr"] = float(abar / (1 - abar))
     return out
 
 

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
                         "the loss with motion or colour words swapped (word_sensitivity), the "
                         "text encoder's word distances, the first sampling step's travel, the "
                         "share of the clips' variance each word explains (word_signal) and "
-                        "whether the UNet's features know the frame index (frame_index_probe)")
+                        "whether the UNet's features know the frame index (frame_index_probe) and "
+                        "whether it reads the path off the noisy clip (leak_reading)")
     p.add_argument("--category", default=None, metavar="'COLOUR SHAPE'",
                    help="score this category's scenes (every motion and background) instead of "
                         "the three splits, e.g. for a run trained with --only-category")
@@ -80,8 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
               for name, scenes in groups.items() if args.samples > 0}
     if args.motion_check:
         from .data import world_clips
-        from .motion_check import first_step_travel, frame_index_probe, motion_word_effect, \
-            word_distances, word_sensitivity, word_signal
+        from .motion_check import first_step_travel, frame_index_probe, leak_reading, \
+            motion_word_effect, word_distances, word_sensitivity, word_signal
 
         clips = world_clips(model, clips=1536, seed=3)  # 16 renders per in-domain caption
         report["word_signal"] = word_signal(clips.latents, clips.captions)
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["word_distances"] = word_distances(model)
         report["first_step_travel"] = first_step_travel(
             model, [f"a red circle moving {d}" for d in ("left", "right", "up", "down")])
+        report["leak_reading"] = leak_reading(model)
     print(json.dumps(report, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -57,7 +57,7 @@ from safetensors.torch import load_file, save_file
 from ..models import VideoModel, modelscope_scheduler
 from ..tokenizer import clip_tokenizer
 from .assets import load_weights, save_weights
-from .captions import Scene, base_training_scenes, scenes_for
+from .captions import MOTIONS, Scene, base_training_scenes, scenes_for
 from .render import make_dataset
 from .report import oracle_report
 from .tiny_models import TEXT_CONFIG, TOKEN_TABLE, UNET_CONFIG, build_text_encoder, build_unet, \
@@ -132,6 +132,39 @@ def draw_timesteps(n: int, total: int, args, gen: torch.Generator) -> torch.Tens
     return t
 
 
+def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, args,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Model inputs x_t, epsilon targets and timesteps (B,) for clean latents x0 (B, 4, F, h, w).
+
+    Usually x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps with target eps. A share
+    ``args.signal_free_share`` of the samples instead gets a timestep uniform in
+    [``args.signal_free_from``, 1000) and a *signal-free* input x_t = eps, with the target
+    (eps - sqrt(abar_t) x0) / sqrt(1 - abar_t): the epsilon from which the sampler's formula
+    x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) gives back x0.
+
+    Why: ModelScope's schedule ends at abar = 0.0047, not 0, so a training input at t = 951 still
+    carries sqrt(abar) = 9% of the clip. Spread over a whole clip that is enough to read the
+    object's path: the shipped model's clean-clip estimate at t = 951 retraces 9.1 of a real
+    clip's 11.8 px of travel, and exactly as far with the motion word swapped
+    (``motion_check.leak_reading``). Sampling starts from pure noise, where that leak is absent,
+    so the model reads a path off the noise and never needed its caption for the direction (the
+    "non-zero terminal SNR" flaw of Lin et al., 2024). Signal-free samples are the sampler's first
+    step as it really is: only the caption, and the frame index, can place the object there.
+    """
+    target = noise
+    if args.signal_free_share > 0:
+        free = torch.rand(len(t), generator=gen) < args.signal_free_share
+        top = torch.randint(args.signal_free_from, sched.config.num_train_timesteps, (len(t),),
+                            generator=gen)
+        t = torch.where(free, top, t)
+        ab = sched.alphas_cumprod[t].view(-1, *[1] * (x0.dim() - 1))
+        signal_free_target = (noise - ab.sqrt() * x0) / (1 - ab).sqrt()
+        mask = free.view(-1, *[1] * (x0.dim() - 1))
+        xt = torch.where(mask, noise, sched.add_noise(x0, noise, t))
+        return xt, torch.where(mask, signal_free_target, noise), t
+    return sched.add_noise(x0, noise, t), target, t
+
+
 def make_batch(latents, captions, step: int, args, gen: torch.Generator):
     """Latents (B, 4, F, 8, 8) and captions; single frames (F = 1) in the image stage."""
     if step < args.image_steps:
@@ -157,12 +190,22 @@ def train(args: argparse.Namespace) -> dict:
     if args.only_category is not None and tuple(args.only_category.split()) not in training:
         raise SystemExit(f"--only-category {args.only_category!r} is not a training category; "
                          f"allowed: {', '.join(sorted(' '.join(c) for c in training))}")
+    motions = _parse_motions(args.motions)
+    if not 1 <= args.layers_per_block <= 4:
+        raise SystemExit(f"--layers-per-block {args.layers_per_block} is out of range; allowed: "
+                         f"1 <= n <= 4")
     if not 0.0 < args.temporal_lr_scale <= 100.0:
         raise SystemExit(f"--temporal-lr-scale {args.temporal_lr_scale} is out of range; allowed: "
                          f"0 < scale <= 100")
     if not 0.0 <= args.snr_floor <= args.snr_gamma:
         raise SystemExit(f"--snr-floor {args.snr_floor} is out of range; allowed: "
                          f"0 <= floor <= --snr-gamma ({args.snr_gamma})")
+    if not 0.0 <= args.signal_free_share <= 1.0:
+        raise SystemExit(f"--signal-free-share {args.signal_free_share} is out of range; "
+                         f"allowed: 0 <= share <= 1")
+    if not 0 <= args.signal_free_from < 1000:
+        raise SystemExit(f"--signal-free-from {args.signal_free_from} is out of range; allowed: "
+                         f"0 <= t < 1000")
     if not 0 <= args.high_noise_from < 1000:
         raise SystemExit(f"--high-noise-from {args.high_noise_from} is out of range; allowed: "
                          f"0 <= t < 1000")
@@ -173,7 +216,8 @@ def train(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     vae = load_trained_vae(args.vae)
-    unet, text = build_unet(), build_text_encoder()
+    unet_config = {**UNET_CONFIG, "layers_per_block": args.layers_per_block}
+    unet, text = build_unet(unet_config), build_text_encoder()
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), \
         copy.deepcopy(text).requires_grad_(False)
     train_text = args.text_encoder == "train"
@@ -204,10 +248,12 @@ def train(args: argparse.Namespace) -> dict:
     scenes = base_training_scenes()
     if args.only_category:  # a diagnostic: can the model learn its motion words in one category?
         scenes = scenes_for([tuple(args.only_category.split())])
+    if args.only_category or motions is not None:
+        scenes = [s for s in scenes if motions is None or s.motion in motions]
         wanted = set(scenes)
         keep = [i for i, c in enumerate(captions) if Scene.from_caption(c) in wanted]
         if not keep:
-            raise SystemExit(f"--only-category {args.only_category!r}: none of the pool's "
+            raise SystemExit(f"--only-category / --motions: none of the pool's "
                              f"{len(captions)} clips shows it; use a larger --clips")
         latents, captions = latents[keep], [captions[i] for i in keep]
     tok = clip_tokenizer()
@@ -231,13 +277,13 @@ def train(args: argparse.Namespace) -> dict:
         x0, prompts = make_batch(latents, captions, step, args, gen)
         t = draw_timesteps(len(prompts), sched.config.num_train_timesteps, args, gen)
         noise = torch.randn(x0.shape, generator=gen)
-        xt = sched.add_noise(x0, noise, t)
+        xt, target, t = noisy_inputs(x0, noise, t, sched, args, gen)
         if train_text:
             emb = text(torch.stack([ids[p] for p in prompts]))[0]
         else:
             emb = torch.stack([table[p] for p in prompts])
         eps = unet(xt, t, encoder_hidden_states=emb).sample
-        per_sample = (eps - noise).square().mean(dim=(1, 2, 3, 4))
+        per_sample = (eps - target).square().mean(dim=(1, 2, 3, 4))
         weight = min_snr_weight(sched.alphas_cumprod, t, args.snr_gamma, args.snr_floor)
         loss = (weight * per_sample).mean()
         opt.zero_grad(set_to_none=True)
@@ -268,6 +314,19 @@ def train(args: argparse.Namespace) -> dict:
     return export(ema_unet, ema_text, out, args, seconds=time.time() - t0, steps=total)
 
 
+def _parse_motions(text: str | None) -> set[str] | None:
+    """``"left,right"`` -> {"moving left", "moving right"}; None keeps every motion."""
+    if text is None:
+        return None
+    names = {f"moving {w.strip()}" for w in text.split(",") if w.strip()}
+    bad = sorted(n for n in names if n not in MOTIONS)
+    if bad or not names:
+        what = repr(bad[0]) if bad else "nothing"
+        raise SystemExit(f"--motions {text!r}: {what} is not a motion; allowed: a "
+                         f"comma-separated subset of left, right, up, down")
+    return names
+
+
 def _init_from(folder: Path, parts: str, unet, text, ema_unet, ema_text) -> int:
     """Load an export folder's weights into model and EMA; return the step to continue from.
 
@@ -289,7 +348,8 @@ def export(unet, text, out: Path, args: argparse.Namespace, seconds: float, step
     folder = out / "export"
     info = {"training": vars(args), "seconds": round(seconds, 1), "steps": steps}
     save_weights(unet.state_dict(), folder / "unet" / "model.safetensors")
-    (folder / "unet" / "config.json").write_text(json.dumps({"model": UNET_CONFIG, **info},
+    config = {**UNET_CONFIG, "layers_per_block": unet.config.layers_per_block}
+    (folder / "unet" / "config.json").write_text(json.dumps({"model": config, **info},
                                                             indent=2, default=str))
     save_weights(text.state_dict(), folder / "text_encoder" / "model.safetensors",
                  token_tables=(TOKEN_TABLE,))
@@ -322,12 +382,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--high-noise-share", type=float, default=0.5,
                    help="share of timesteps drawn from [--high-noise-from, 1000) (0: uniform)")
     p.add_argument("--high-noise-from", type=int, default=600)
+    p.add_argument("--signal-free-share", type=float, default=0.0,
+                   help="share of samples trained on pure-noise inputs at t >= "
+                        "--signal-free-from, as the sampler's first step sees them "
+                        "(see noisy_inputs)")
+    p.add_argument("--signal-free-from", type=int, default=900)
     p.add_argument("--caption-dropout", type=float, default=0.1)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--clips", type=int, default=6144, help="world clips in the latent pool")
     p.add_argument("--only-category", default=None, metavar="'COLOUR SHAPE'",
                    help="train and evaluate on one category's clips only (a diagnostic, e.g. "
                         "'red circle')")
+    p.add_argument("--motions", default=None, metavar="left,right,...",
+                   help="train and evaluate on these motions only (a diagnostic)")
+    p.add_argument("--layers-per-block", type=int, default=UNET_CONFIG["layers_per_block"],
+                   help="UNet layers per block (more: a deeper temporal path)")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance for the oracle check")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-samples", type=int, default=24)
