@@ -199,7 +199,8 @@ def test_signal_free_samples_are_pure_noise_whose_target_gives_back_the_clip():
 
     sched = modelscope_scheduler()
     gen = torch.Generator().manual_seed(0)
-    x0, noise = torch.randn(64, 4, 16, 8, 8, generator=gen), torch.randn(64, 4, 16, 8, 8, generator=gen)
+    x0 = torch.randn(64, 4, 16, 8, 8, generator=gen)
+    noise = torch.randn(64, 4, 16, 8, 8, generator=gen)
     t = torch.randint(0, 1000, (64,), generator=gen)
     off = Namespace(signal_free_share=0.0, signal_free_from=900)
     xt, target, t_off = train_t2v.noisy_inputs(x0, noise, t, sched, off, gen)

@@ -5,7 +5,8 @@ Each function answers one question about a text-to-video model of the tiny world
 (:func:`motion_word_effect`), does the denoiser's loss depend on the motion word
 (:func:`word_sensitivity`), does the text encoder keep the words apart (:func:`word_distances`),
 does the first sampling step already move (:func:`first_step_travel`), does the denoiser read
-the path off the noisy clip rather than off the caption (:func:`leak_reading`), how much would an ideal
+the path off the noisy clip rather than off the caption (:func:`leak_reading`), how much would
+an ideal
 denoiser gain from each word (:func:`word_signal`), and can the UNet's features tell its frames
 apart at all (:func:`frame_index_probe`).
 """
@@ -147,7 +148,8 @@ def leak_reading(model: VideoModel, *, clips: int = 24, draws: int = 8, seed: in
     ModelScope's schedule keeps abar = 0.0047 at t = 999, so the noised clip still shows its path
     faintly. Equal ``caption`` and ``reversed`` travel means the direction comes from that leak,
     not from the caption; a small ``pure_noise`` travel, that from pure noise (where sampling
-    starts) nothing decides it. Returns ``{str(t): {key: mean travel in px, "snr": abar/(1-abar)}}``.
+    starts) nothing decides it. Returns ``{str(t): {key: mean travel in px, "snr": abar / (1 -
+    abar)}}``.
     """
     from .captions import MOTION_DIRECTIONS
     from .data import world_clips
