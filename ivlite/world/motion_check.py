@@ -6,9 +6,8 @@ Each function answers one question about a text-to-video model of the tiny world
 (:func:`word_sensitivity`), does the text encoder keep the words apart (:func:`word_distances`),
 does the first sampling step already move (:func:`first_step_travel`), does the denoiser read
 the path off the noisy clip rather than off the caption (:func:`leak_reading`), how much would
-an ideal
-denoiser gain from each word (:func:`word_signal`), and can the UNet's features tell its frames
-apart at all (:func:`frame_index_probe`).
+an ideal denoiser gain from each word (:func:`word_signal`), and can the UNet's features tell its
+frames apart at all (:func:`frame_index_probe`).
 """
 
 from __future__ import annotations
