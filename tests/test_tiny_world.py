@@ -203,19 +203,21 @@ def test_signal_free_samples_are_pure_noise_whose_target_gives_back_the_clip():
     noise = torch.randn(64, 4, 16, 8, 8, generator=gen)
     t = torch.randint(0, 1000, (64,), generator=gen)
     off = Namespace(signal_free_share=0.0, signal_free_from=900)
-    xt, target, t_off = train_t2v.noisy_inputs(x0, noise, t, sched, off, gen)
+    xt, target, t_off, none = train_t2v.noisy_inputs(x0, noise, t, sched, off, gen)
+    assert not none.any()
     assert torch.equal(t_off, t) and torch.equal(target, noise)   # share 0: the plain recipe
     assert torch.equal(xt, sched.add_noise(x0, noise, t))
     on = Namespace(signal_free_share=0.5, signal_free_from=900)
-    xt, target, t_on = train_t2v.noisy_inputs(x0, noise, t, sched, on, gen)
-    free = (xt == noise).flatten(1).all(1)
+    xt, target, t_on, free = train_t2v.noisy_inputs(x0, noise, t, sched, on, gen)
+    assert torch.equal(free, (xt == noise).flatten(1).all(1))
     assert 16 < int(free.sum()) < 48 and int(t_on[free].min()) >= 900
     assert torch.equal(t_on[~free], t[~free]) and torch.equal(target[~free], noise[~free])
     # the sampler's clean-clip formula turns every target back into its clip
     ab = sched.alphas_cumprod[t_on].view(-1, 1, 1, 1, 1)
     torch.testing.assert_close((xt - (1 - ab).sqrt() * target) / ab.sqrt(), x0,
                                atol=1e-4, rtol=1e-4)
-    for flag, value in (("--signal-free-share", "1.5"), ("--signal-free-from", "1000")):
+    for flag, value in (("--signal-free-share", "1.5"), ("--signal-free-from", "1000"),
+                        ("--signal-free-floor", "6.0")):
         with pytest.raises(SystemExit, match=f"{flag} {value} is out of range"):
             train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", flag, value]))
 

@@ -133,8 +133,10 @@ def draw_timesteps(n: int, total: int, args, gen: torch.Generator) -> torch.Tens
 
 
 def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, args,
-                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Model inputs x_t, epsilon targets and timesteps (B,) for clean latents x0 (B, 4, F, h, w).
+                 gen: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Model inputs x_t, epsilon targets, timesteps (B,) and the signal-free mask (B,) for clean
+    latents x0 (B, 4, F, h, w).
 
     Usually x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps with target eps. A share
     ``args.signal_free_share`` of the samples instead gets a timestep uniform in
@@ -150,6 +152,8 @@ def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, 
     so the model reads a path off the noise and never needed its caption for the direction (the
     "non-zero terminal SNR" flaw of Lin et al., 2024). Signal-free samples are the sampler's first
     step as it really is: only the caption, and the frame index, can place the object there.
+    Their epsilon error is sqrt(SNR) ~ 0.09 times their clean-clip error, so the loss weights them
+    by ``args.signal_free_floor`` (see :func:`min_snr_weight`), else they would teach nothing.
     """
     target = noise
     if args.signal_free_share > 0:
@@ -161,8 +165,8 @@ def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, 
         signal_free_target = (noise - ab.sqrt() * x0) / (1 - ab).sqrt()
         mask = free.view(-1, *[1] * (x0.dim() - 1))
         xt = torch.where(mask, noise, sched.add_noise(x0, noise, t))
-        return xt, torch.where(mask, signal_free_target, noise), t
-    return sched.add_noise(x0, noise, t), target, t
+        return xt, torch.where(mask, signal_free_target, noise), t, free
+    return sched.add_noise(x0, noise, t), target, t, torch.zeros(len(t), dtype=torch.bool)
 
 
 def make_batch(latents, captions, step: int, args, gen: torch.Generator):
@@ -203,6 +207,9 @@ def train(args: argparse.Namespace) -> dict:
     if not 0.0 <= args.signal_free_share <= 1.0:
         raise SystemExit(f"--signal-free-share {args.signal_free_share} is out of range; "
                          f"allowed: 0 <= share <= 1")
+    if not 0.0 <= args.signal_free_floor <= args.snr_gamma:
+        raise SystemExit(f"--signal-free-floor {args.signal_free_floor} is out of range; allowed: "
+                         f"0 <= floor <= --snr-gamma ({args.snr_gamma})")
     if not 0 <= args.signal_free_from < 1000:
         raise SystemExit(f"--signal-free-from {args.signal_free_from} is out of range; allowed: "
                          f"0 <= t < 1000")
@@ -277,7 +284,7 @@ def train(args: argparse.Namespace) -> dict:
         x0, prompts = make_batch(latents, captions, step, args, gen)
         t = draw_timesteps(len(prompts), sched.config.num_train_timesteps, args, gen)
         noise = torch.randn(x0.shape, generator=gen)
-        xt, target, t = noisy_inputs(x0, noise, t, sched, args, gen)
+        xt, target, t, free = noisy_inputs(x0, noise, t, sched, args, gen)
         if train_text:
             emb = text(torch.stack([ids[p] for p in prompts]))[0]
         else:
@@ -285,6 +292,9 @@ def train(args: argparse.Namespace) -> dict:
         eps = unet(xt, t, encoder_hidden_states=emb).sample
         per_sample = (eps - target).square().mean(dim=(1, 2, 3, 4))
         weight = min_snr_weight(sched.alphas_cumprod, t, args.snr_gamma, args.snr_floor)
+        if free.any():
+            weight = torch.where(free, min_snr_weight(sched.alphas_cumprod, t, args.snr_gamma,
+                                                      args.signal_free_floor), weight)
         loss = (weight * per_sample).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -387,6 +397,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "--signal-free-from, as the sampler's first step sees them "
                         "(see noisy_inputs)")
     p.add_argument("--signal-free-from", type=int, default=900)
+    p.add_argument("--signal-free-floor", type=float, default=1.0,
+                   help="least weight of the clean-clip error of signal-free samples")
     p.add_argument("--caption-dropout", type=float, default=0.1)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--clips", type=int, default=6144, help="world clips in the latent pool")
