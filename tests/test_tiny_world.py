@@ -87,7 +87,8 @@ def test_training_scripts_run_resume_and_export(tmp_path):
         assert (tmp_path / "t2v" / "export" / part / "model.safetensors").is_file()
 
     # --temporal-lr-scale trains the temporal layers in a group of their own, at scale x lr
-    train_t2v.main(["--out", str(tmp_path / "t2v_lr")] + t2v_args + ["--temporal-lr-scale", "3"])
+    train_t2v.main(["--out", str(tmp_path / "t2v_lr")] + t2v_args + ["--temporal-lr-scale", "3",
+                                                                     "--signal-free-share", "0.5"])
     groups = json.loads((tmp_path / "t2v_lr" / "state" / "state.json").read_text()
                         )["optimizer"]["param_groups"]
     assert [g["scale"] for g in groups] == [1.0, 3.0]
@@ -216,10 +217,25 @@ def test_signal_free_samples_are_pure_noise_whose_target_gives_back_the_clip():
     ab = sched.alphas_cumprod[t_on].view(-1, 1, 1, 1, 1)
     torch.testing.assert_close((xt - (1 - ab).sqrt() * target) / ab.sqrt(), x0,
                                atol=1e-4, rtol=1e-4)
+    # with the captions' mean clips as targets, x0_hat gives back the mean instead
+    mean = torch.randn(64, 4, 16, 8, 8, generator=gen)
+    xt, target, t_on, free = train_t2v.noisy_inputs(x0, noise, t, sched, on, gen, mean)
+    ab = sched.alphas_cumprod[t_on].view(-1, 1, 1, 1, 1)
+    x0_hat = (xt - (1 - ab).sqrt() * target) / ab.sqrt()
+    torch.testing.assert_close(x0_hat[free], mean[free], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(x0_hat[~free], x0[~free], atol=1e-4, rtol=1e-4)
     for flag, value in (("--signal-free-share", "1.5"), ("--signal-free-from", "1000"),
                         ("--signal-free-floor", "6.0")):
         with pytest.raises(SystemExit, match=f"{flag} {value} is out of range"):
             train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", flag, value]))
+
+
+def test_caption_means_average_the_clips_of_each_caption():
+    latents = torch.arange(5.0).view(5, 1, 1, 1, 1).expand(5, 4, 2, 3, 3)
+    means = train_t2v.caption_means(latents, ["a", "b", "a", "a", "b"])
+    a, b = (0 + 2 + 3) / 3, (1 + 4) / 2
+    torch.testing.assert_close(means[:, 0, 0, 0, 0], torch.tensor([a, b, a, a, b]))
+    assert means.shape == latents.shape
 
 
 def test_motions_and_layers_per_block_are_checked():

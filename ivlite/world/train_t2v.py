@@ -132,17 +132,28 @@ def draw_timesteps(n: int, total: int, args, gen: torch.Generator) -> torch.Tens
     return t
 
 
+def caption_means(latents: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """(N, C, F, h, w): for each clip of ``latents`` (N, C, F, h, w), the mean of all clips with its
+    caption."""
+    index = {c: i for i, c in enumerate(sorted(set(captions)))}
+    which = torch.tensor([index[c] for c in captions])
+    sums = torch.zeros(len(index), *latents.shape[1:]).index_add_(0, which, latents)
+    counts = torch.bincount(which, minlength=len(index)).view(-1, *[1] * (latents.dim() - 1))
+    return (sums / counts)[which]
+
+
 def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, args,
-                 gen: torch.Generator
+                 gen: torch.Generator, mean: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Model inputs x_t, epsilon targets, timesteps (B,) and the signal-free mask (B,) for clean
-    latents x0 (B, 4, F, h, w).
+    latents x0 (B, 4, F, h, w); ``mean`` (B, 4, F, h, w), the mean clip of each sample's caption,
+    is the clean-clip target of signal-free samples (default: x0 itself).
 
     Usually x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps with target eps. A share
     ``args.signal_free_share`` of the samples instead gets a timestep uniform in
     [``args.signal_free_from``, 1000) and a *signal-free* input x_t = eps, with the target
     (eps - sqrt(abar_t) x0) / sqrt(1 - abar_t): the epsilon from which the sampler's formula
-    x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) gives back x0.
+    x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) gives back x0 (or ``mean``).
 
     Why: ModelScope's schedule ends at abar = 0.0047, not 0, so a training input at t = 951 still
     carries sqrt(abar) = 9% of the clip. Spread over a whole clip that is enough to read the
@@ -154,6 +165,10 @@ def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, 
     step as it really is: only the caption, and the frame index, can place the object there.
     Their epsilon error is sqrt(SNR) ~ 0.09 times their clean-clip error, so the loss weights them
     by ``args.signal_free_floor`` (see :func:`min_snr_weight`), else they would teach nothing.
+    With no signal in x_t the best estimate is the caption's mean clip, so ``mean`` as target
+    teaches the same as x0 without the variance of where each clip happens to put its object:
+    with x0 as target at floor 1 those samples' gradients were mostly that variance, and run F3
+    lost its colours (92% -> 25% in 300 steps).
     """
     target = noise
     if args.signal_free_share > 0:
@@ -162,7 +177,8 @@ def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, 
                             generator=gen)
         t = torch.where(free, top, t)
         ab = sched.alphas_cumprod[t].view(-1, *[1] * (x0.dim() - 1))
-        signal_free_target = (noise - ab.sqrt() * x0) / (1 - ab).sqrt()
+        goal = x0 if mean is None else mean
+        signal_free_target = (noise - ab.sqrt() * goal) / (1 - ab).sqrt()
         mask = free.view(-1, *[1] * (x0.dim() - 1))
         xt = torch.where(mask, noise, sched.add_noise(x0, noise, t))
         return xt, torch.where(mask, signal_free_target, noise), t, free
@@ -170,7 +186,7 @@ def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, 
 
 
 def make_batch(latents, captions, step: int, args, gen: torch.Generator):
-    """Latents (B, 4, F, 8, 8) and captions; single frames (F = 1) in the image stage."""
+    """Pool rows (B, C, F, 8, 8) and captions; single frames (F = 1) in the image stage."""
     if step < args.image_steps:
         clip = torch.randint(len(captions), (args.image_batch,), generator=gen)
         frame = torch.randint(latents.shape[2], (args.image_batch,), generator=gen)
@@ -263,6 +279,10 @@ def train(args: argparse.Namespace) -> dict:
             raise SystemExit(f"--only-category / --motions: none of the pool's "
                              f"{len(captions)} clips shows it; use a larger --clips")
         latents, captions = latents[keep], [captions[i] for i in keep]
+    pool = latents
+    if args.signal_free_share > 0:  # channels 4-7: the caption's mean clip, 8-11: all clips' mean
+        pool = torch.cat([latents, caption_means(latents, captions),
+                          latents.mean(0, keepdim=True).expand_as(latents)], dim=1)
     tok = clip_tokenizer()
     ids = {c: tok(c, padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
            for c in set(captions) | {""}}
@@ -281,10 +301,14 @@ def train(args: argparse.Namespace) -> dict:
         frozen = step < args.image_steps and args.image_stage_temporal == "freeze"
         for param in temporal:
             param.requires_grad_(not frozen)
-        x0, prompts = make_batch(latents, captions, step, args, gen)
+        x0, prompts = make_batch(pool, captions, step, args, gen)
+        x0, mean = x0[:, :4], x0[:, 4:]  # the clips and their captions' mean clips
+        if mean.shape[1]:
+            mean = torch.where(torch.tensor([p == "" for p in prompts]).view(-1, 1, 1, 1, 1),
+                               mean[:, 4:], mean[:, :4])
         t = draw_timesteps(len(prompts), sched.config.num_train_timesteps, args, gen)
         noise = torch.randn(x0.shape, generator=gen)
-        xt, target, t, free = noisy_inputs(x0, noise, t, sched, args, gen)
+        xt, target, t, free = noisy_inputs(x0, noise, t, sched, args, gen, mean)
         if train_text:
             emb = text(torch.stack([ids[p] for p in prompts]))[0]
         else:
