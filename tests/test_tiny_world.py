@@ -1,6 +1,7 @@
 """The tiny world's text-to-video model: training scripts, the asset format, loading, the demo."""
 
 import json
+import math
 import shutil
 
 import pytest
@@ -89,6 +90,11 @@ def test_training_scripts_run_resume_and_export(tmp_path):
     # --temporal-lr-scale trains the temporal layers in a group of their own, at scale x lr
     train_t2v.main(["--out", str(tmp_path / "t2v_lr")] + t2v_args + ["--temporal-lr-scale", "3",
                                                                      "--signal-free-share", "0.5"])
+    # v prediction on a zero-terminal-SNR schedule trains and evaluates too
+    train_t2v.main(["--out", str(tmp_path / "t2v_v")] + t2v_args + ["--schedule", "zero-snr-v",
+                                                                    "--snr-floor", "1"])
+    assert all(math.isfinite(l["loss"]) for l in map(json.loads, (
+        tmp_path / "t2v_v" / "log.jsonl").read_text().splitlines()))
     groups = json.loads((tmp_path / "t2v_lr" / "state" / "state.json").read_text()
                         )["optimizer"]["param_groups"]
     assert [g["scale"] for g in groups] == [1.0, 3.0]
@@ -224,6 +230,9 @@ def test_signal_free_samples_are_pure_noise_whose_target_gives_back_the_clip():
     x0_hat = (xt - (1 - ab).sqrt() * target) / ab.sqrt()
     torch.testing.assert_close(x0_hat[free], mean[free], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(x0_hat[~free], x0[~free], atol=1e-4, rtol=1e-4)
+    with pytest.raises(SystemExit, match="zero-snr-v needs --snr-floor > 0"):
+        train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", "--schedule",
+                                              "zero-snr-v"]))
     for flag, value in (("--signal-free-share", "1.5"), ("--signal-free-from", "1000"),
                         ("--signal-free-floor", "6.0")):
         with pytest.raises(SystemExit, match=f"{flag} {value} is out of range"):

@@ -89,6 +89,21 @@ def latent_pool(vae, clips: int, seed: int, cache: Path) -> tuple[torch.Tensor, 
     return latents, captions
 
 
+def training_scheduler(name: str):
+    """The noise schedule to train with: ``modelscope`` (ModelScopeT2V's: epsilon prediction,
+    abar = 0.0047 at t = 999) or ``zero-snr-v`` (Lin et al., 2024: the same betas rescaled to
+    abar = 0 at t = 999, v prediction, sampling grids that start at t = 999)."""
+    from diffusers import DDIMScheduler
+
+    from ..models import MODELSCOPE_SCHEDULER
+
+    if name == "modelscope":
+        return modelscope_scheduler()
+    return DDIMScheduler.from_config({**MODELSCOPE_SCHEDULER, "prediction_type": "v_prediction",
+                                      "rescale_betas_zero_snr": True,
+                                      "timestep_spacing": "trailing"})
+
+
 def min_snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float,
                    floor: float = 0.0) -> torch.Tensor:
     """(n,) epsilon-loss weights: clamp(SNR, floor, gamma) / SNR per sample.
@@ -223,6 +238,12 @@ def train(args: argparse.Namespace) -> dict:
     if not 0.0 <= args.signal_free_share <= 1.0:
         raise SystemExit(f"--signal-free-share {args.signal_free_share} is out of range; "
                          f"allowed: 0 <= share <= 1")
+    if args.schedule == "zero-snr-v" and args.snr_floor <= 0:
+        raise SystemExit("--schedule zero-snr-v needs --snr-floor > 0: its SNR is 0 at t = 999, "
+                         "where Min-SNR would weight the clean-clip error by 0")
+    if args.schedule == "zero-snr-v" and args.signal_free_share > 0:
+        raise SystemExit("--signal-free-share needs --schedule modelscope (zero-snr-v has no "
+                         "signal at t = 999 to remove)")
     if not 0.0 <= args.signal_free_floor <= args.snr_gamma:
         raise SystemExit(f"--signal-free-floor {args.signal_free_floor} is out of range; allowed: "
                          f"0 <= floor <= --snr-gamma ({args.snr_gamma})")
@@ -286,7 +307,7 @@ def train(args: argparse.Namespace) -> dict:
     tok = clip_tokenizer()
     ids = {c: tok(c, padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
            for c in set(captions) | {""}}
-    sched = modelscope_scheduler()
+    sched = training_scheduler(args.schedule)
     if not train_text:  # a frozen encoder maps each caption to one fixed tensor: compute it once
         with torch.no_grad():
             table = {c: text(i[None])[0][0] for c, i in ids.items()}
@@ -313,13 +334,21 @@ def train(args: argparse.Namespace) -> dict:
             emb = text(torch.stack([ids[p] for p in prompts]))[0]
         else:
             emb = torch.stack([table[p] for p in prompts])
-        eps = unet(xt, t, encoder_hidden_states=emb).sample
-        per_sample = (eps - target).square().mean(dim=(1, 2, 3, 4))
-        weight = min_snr_weight(sched.alphas_cumprod, t, args.snr_gamma, args.snr_floor)
+        pred = unet(xt, t, encoder_hidden_states=emb).sample
+        if args.schedule == "zero-snr-v":
+            target = sched.get_velocity(x0, noise, t)
+        per_sample = (pred - target).square().mean(dim=(1, 2, 3, 4))
+        if args.schedule == "zero-snr-v":
+            # A v error e is an x0 error sqrt(1 - abar) e: weight x0 as Min-SNR does for epsilon.
+            ab = sched.alphas_cumprod[t]
+            weight = (ab / (1 - ab)).clamp(min=args.snr_floor, max=args.snr_gamma) * (1 - ab)
+        else:
+            weight = min_snr_weight(sched.alphas_cumprod, t, args.snr_gamma, args.snr_floor)
         if free.any():
             weight = torch.where(free, min_snr_weight(sched.alphas_cumprod, t, args.snr_gamma,
                                                       args.signal_free_floor), weight)
-        loss = (weight * per_sample).mean()
+        weighted = weight * per_sample
+        loss = weighted.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
@@ -333,6 +362,7 @@ def train(args: argparse.Namespace) -> dict:
         if done % args.log_every == 0 or done == total:
             record = {"step": done, "stage": "image" if step < args.image_steps else "video",
                       "loss": float(loss.detach()), "grad_norm": grad_norm, "lr": lr,
+                      **({"signal_free_loss": float(weighted[free].mean())} if free.any() else {}),
                       "seconds": round(time.time() - t0, 1)}
         if done > args.image_steps and (done % args.eval_every == 0 or done == total):
             model = VideoModel(ema_unet, vae, ema_text, tok, sched)
@@ -416,6 +446,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--high-noise-share", type=float, default=0.5,
                    help="share of timesteps drawn from [--high-noise-from, 1000) (0: uniform)")
     p.add_argument("--high-noise-from", type=int, default=600)
+    p.add_argument("--schedule", choices=("modelscope", "zero-snr-v"), default="modelscope",
+                   help="noise schedule and prediction (see training_scheduler)")
     p.add_argument("--signal-free-share", type=float, default=0.0,
                    help="share of samples trained on pure-noise inputs at t >= "
                         "--signal-free-from, as the sampler's first step sees them "
