@@ -362,7 +362,8 @@ def train(args: argparse.Namespace) -> dict:
         if done % args.log_every == 0 or done == total:
             record = {"step": done, "stage": "image" if step < args.image_steps else "video",
                       "loss": float(loss.detach()), "grad_norm": grad_norm, "lr": lr,
-                      **({"signal_free_loss": float(weighted[free].mean())} if free.any() else {}),
+                      **({"signal_free_loss": float(weighted[free].mean().detach())}
+                         if free.any() else {}),
                       "seconds": round(time.time() - t0, 1)}
         if done > args.image_steps and (done % args.eval_every == 0 or done == total):
             model = VideoModel(ema_unet, vae, ema_text, tok, sched)
