@@ -93,6 +93,16 @@ def test_training_scripts_run_resume_and_export(tmp_path):
     # v prediction on a zero-terminal-SNR schedule trains and evaluates too
     train_t2v.main(["--out", str(tmp_path / "t2v_v")] + t2v_args + ["--schedule", "zero-snr-v",
                                                                     "--snr-floor", "1"])
+    # its export carries the schedule, and the world loads with it
+    export = tmp_path / "t2v_v" / "export"
+    world = shutil.copytree(tmp_path / "vae" / "export", tmp_path / "world_v" / "vae")
+    for part in ("unet", "text_encoder", "scheduler"):
+        shutil.copytree(export / part, world.parent / part)
+    write_manifest(world.parent)
+    sched = load_tiny_world(world.parent).scheduler
+    assert sched.config.prediction_type == "v_prediction" and sched.alphas_cumprod[-1] == 0
+    assert load_tiny_world(SHIPPED).scheduler.config.prediction_type == "epsilon"
+    assert not (tmp_path / "t2v" / "export" / "scheduler").exists()
     assert all(math.isfinite(l["loss"]) for l in map(json.loads, (
         tmp_path / "t2v_v" / "log.jsonl").read_text().splitlines()))
     groups = json.loads((tmp_path / "t2v_lr" / "state" / "state.json").read_text()

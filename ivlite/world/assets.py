@@ -73,12 +73,13 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-SHIPPED_PATTERNS = ("*/config.json", "*/model.safetensors")
+SHIPPED_PATTERNS = ("*/config.json", "*/model.safetensors", "*/scheduler_config.json")
 
 
 def write_manifest(folder: str | Path) -> dict[str, str]:
-    """Record the SHA-256 of every shipped file (``*/config.json``, ``*/model.safetensors``)
-    under ``folder`` in manifest.json; training leftovers beside them are not shipped."""
+    """Record the SHA-256 of every shipped file (``*/config.json``, ``*/model.safetensors``,
+    ``*/scheduler_config.json``) under ``folder`` in manifest.json; training leftovers beside
+    them are not shipped."""
     folder = Path(folder)
     sums = {str(p.relative_to(folder)): sha256(p)
             for pattern in SHIPPED_PATTERNS for p in sorted(folder.glob(pattern))}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from diffusers import AutoencoderKL, UNet3DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from ..models import VideoModel, modelscope_scheduler
@@ -23,6 +23,7 @@ from .assets import ASSET_ROOT, load_weights, verify_manifest
 
 WORLD_DIR = ASSET_ROOT / "tiny_world"
 TOKEN_TABLE = "token_embedding.weight"  # a key suffix: see assets.save_weights
+SCHEDULER_FILE = "scheduler/scheduler_config.json"
 
 VAE_CONFIG = dict(
     in_channels=3, out_channels=3, latent_channels=4, sample_size=32, layers_per_block=1,
@@ -63,6 +64,8 @@ def load_tiny_world(folder: str | Path | None = None, *, verify: bool = True) ->
     if missing:
         raise FileNotFoundError(f"tiny world weights not found in {folder} (missing {missing[0]}); "
                                 f"train them with `python -m ivlite.world.train_t2v`")
+    if (folder / SCHEDULER_FILE).is_file():
+        files.append(SCHEDULER_FILE)
     if verify:
         verify_manifest(folder, files)
 
@@ -74,4 +77,14 @@ def load_tiny_world(folder: str | Path | None = None, *, verify: bool = True) ->
     vae.load_state_dict(load_weights(folder / "vae" / "model.safetensors"))
     unet.load_state_dict(load_weights(folder / "unet" / "model.safetensors"))
     text.load_state_dict(load_weights(folder / "text_encoder" / "model.safetensors"))
-    return VideoModel(unet, vae, text, clip_tokenizer(), modelscope_scheduler()).freeze()
+    return VideoModel(unet, vae, text, clip_tokenizer(), world_scheduler(folder)).freeze()
+
+
+def world_scheduler(folder: str | Path | None = None) -> DDIMScheduler:
+    """The tiny world's DDIM scheduler: the folder's ``scheduler/scheduler_config.json`` if it
+    has one (a model trained on another schedule, e.g. ``train_t2v --schedule zero-snr-v``),
+    else ModelScopeT2V's."""
+    path = Path(folder or WORLD_DIR) / SCHEDULER_FILE
+    if path.is_file():
+        return DDIMScheduler.from_config(json.loads(path.read_text()))
+    return modelscope_scheduler()

@@ -60,8 +60,8 @@ from .assets import load_weights, save_weights
 from .captions import MOTIONS, Scene, base_training_scenes, scenes_for
 from .render import make_dataset
 from .report import oracle_report
-from .tiny_models import TEXT_CONFIG, TOKEN_TABLE, UNET_CONFIG, build_text_encoder, build_unet, \
-    build_vae
+from .tiny_models import SCHEDULER_FILE, TEXT_CONFIG, TOKEN_TABLE, UNET_CONFIG, \
+    build_text_encoder, build_unet, build_vae
 from .training import append_log, ema_update, has_state, load_state, save_state, step_rng, \
     truncate_log
 
@@ -416,6 +416,13 @@ def export(unet, text, out: Path, args: argparse.Namespace, seconds: float, step
     config = {**UNET_CONFIG, "layers_per_block": unet.config.layers_per_block}
     (folder / "unet" / "config.json").write_text(json.dumps({"model": config, **info},
                                                             indent=2, default=str))
+    scheduler_file = folder / SCHEDULER_FILE
+    if args.schedule != "modelscope":  # a world without this file samples with ModelScope's
+        scheduler_file.parent.mkdir(parents=True, exist_ok=True)
+        scheduler_file.write_text(json.dumps(dict(training_scheduler(args.schedule).config),
+                                             indent=2))
+    else:
+        scheduler_file.unlink(missing_ok=True)
     save_weights(text.state_dict(), folder / "text_encoder" / "model.safetensors",
                  token_tables=(TOKEN_TABLE,))
     (folder / "text_encoder" / "config.json").write_text(json.dumps(
