@@ -20,6 +20,16 @@ from ..models import VideoModel
 from .captions import Scene
 
 
+def clean_estimate(scheduler, x_t: torch.Tensor, t: int, out: torch.Tensor) -> torch.Tensor:
+    """The clean-clip estimate x0_hat from the UNet's output ``out`` at timestep ``t``, for the
+    scheduler's prediction type: (x_t - sqrt(1 - abar) eps) / sqrt(abar) for epsilon,
+    sqrt(abar) x_t - sqrt(1 - abar) v for v (which stays finite where abar = 0)."""
+    abar = scheduler.alphas_cumprod[t].to(x_t)
+    if scheduler.config.prediction_type == "v_prediction":
+        return abar.sqrt() * x_t - (1 - abar).sqrt() * out
+    return (x_t - (1 - abar).sqrt() * out) / abar.sqrt()
+
+
 @torch.no_grad()
 def motion_word_effect(model: VideoModel, *, seed: int = 7, ddim_steps: int = 20,
                        guidance_scale: float = 3.0) -> dict[str, list[float]]:
@@ -110,22 +120,26 @@ def word_distances(model: VideoModel, caption: str = "a red circle moving left"
 
 
 @torch.no_grad()
-def first_step_travel(model: VideoModel, prompts: list[str], *, t: int = 951, draws: int = 32,
-                      seed: int = 0) -> dict[str, list[float]]:
+def first_step_travel(model: VideoModel, prompts: list[str], *, t: int | None = None,
+                      draws: int = 32, seed: int = 0) -> dict[str, list[float]]:
     """Does the model's mean clip move at the sampler's first timestep? Per prompt, the travel
     (dx, dy) in px of the oracle's centroid over the decoded mean of the clean-clip estimate
-    x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) over ``draws`` pure-noise inputs (the
-    world's clips travel 9.6 .. 14.4 px)."""
+    (:func:`clean_estimate`) over ``draws`` pure-noise inputs at ``t`` (default: the first
+    timestep of a 20-step grid, 951 on ModelScope's schedule; the world's clips travel 9.6 ..
+    14.4 px)."""
     from .oracle import analyse_frames
 
-    abar = model.scheduler.alphas_cumprod[t]
+    if t is None:
+        from ..ddim import ddim_scheduler
+
+        t = int(ddim_scheduler(model.scheduler, 20).timesteps[0])
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for prompt in prompts:
         x = sample_noise(model.latent_shape(draws, 16, 32, 32), generator=gen, device=model.device)
         tt = torch.full((draws,), t, device=model.device)
         eps = model.unet(x, tt, encoder_hidden_states=model.encode_prompts([prompt] * draws)).sample
-        x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).mean(0, keepdim=True)
+        x0 = clean_estimate(model.scheduler, x, t, eps).mean(0, keepdim=True)
         frames = analyse_frames(model.decode_video(x0).transpose(1, 2)[0].cpu().numpy())
         c = frames.centroid
         out[prompt] = [round(float(v), 2) for v in c[-1] - c[0]]
@@ -138,8 +152,7 @@ def leak_reading(model: VideoModel, *, clips: int = 24, draws: int = 8, seed: in
     """Does the denoiser read the path off the noisy clip instead of off its caption?
 
     ``clips`` in-domain renders are noised to each t (``draws`` noise draws each); the clean-clip
-    estimate x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t), averaged over the draws and
-    decoded, is scored by its centroid travel in px along the clip's true direction (positive:
+    estimate (:func:`clean_estimate`), averaged over the draws and decoded, is scored by its centroid travel in px along the clip's true direction (positive:
     the way the clip moves). Three inputs: the noised clip with its caption (``"caption"``), the
     same with the motion word reversed (``"reversed"``), and pure noise with the caption
     (``"pure_noise"``, the sampler's first step); ``"clip"`` is the clips' own travel.
@@ -147,8 +160,9 @@ def leak_reading(model: VideoModel, *, clips: int = 24, draws: int = 8, seed: in
     ModelScope's schedule keeps abar = 0.0047 at t = 999, so the noised clip still shows its path
     faintly. Equal ``caption`` and ``reversed`` travel means the direction comes from that leak,
     not from the caption; a small ``pure_noise`` travel, that from pure noise (where sampling
-    starts) nothing decides it. Returns ``{str(t): {key: mean travel in px, "snr": abar / (1 -
-    abar)}}``.
+    starts) nothing decides it. On a zero-terminal-SNR schedule (``train_t2v --schedule
+    zero-snr-v``) t = 999 has no leak by construction. Returns ``{str(t): {key: mean travel in
+    px, "snr": abar / (1 - abar)}}``.
     """
     from .captions import MOTION_DIRECTIONS
     from .data import world_clips
@@ -175,8 +189,7 @@ def leak_reading(model: VideoModel, *, clips: int = 24, draws: int = 8, seed: in
                                  ("pure_noise", caption, noise)):
                 emb = model.encode_prompts([text] * draws)
                 eps = model.unet(x, tt, encoder_hidden_states=emb).sample
-                rows[key].append(travel(((x - (1 - abar).sqrt() * eps) / abar.sqrt()).mean(0),
-                                        axis))
+                rows[key].append(travel(clean_estimate(model.scheduler, x, t, eps).mean(0), axis))
             rows["clip"].append(travel(x0, axis))
         out[str(t)] = {k: round(float(np.mean(v)), 2) for k, v in rows.items()}
         out[str(t)]["snr"] = float(abar / (1 - abar))
