@@ -36,11 +36,24 @@ The recipe, chosen for a 2-core CPU (see the book's chapter 1 and the log for me
 6. Every ``--eval-every`` steps of the video stage, the EMA model samples clips at 20 DDIM steps and
    the oracle scores them; the log records colour/shape/motion accuracy.
 
+Two ways to take away the model's shortcut past its motion words (``motion_check.leak_reading``:
+on ModelScope's schedule a training input at t = 951 still shows the clip's path, so the caption
+was never needed for it; see :func:`noisy_inputs`), neither in the shipped model's recipe yet:
+
+- ``--signal-free-share``: that share of samples gets a pure-noise input at t >=
+  ``--signal-free-from`` with its caption's mean clip as the clean-clip target, weighted by
+  ``--signal-free-floor``. Keeps ModelScope's schedule and epsilon prediction.
+- ``--schedule zero-snr-v``: v prediction on ModelScope's betas rescaled to zero terminal SNR
+  (Lin et al., 2024); the export then carries ``scheduler/scheduler_config.json``.
+
+``--only-category`` and ``--motions`` restrict the pool to a few scenes (diagnostics);
+``--layers-per-block`` deepens the UNet.
+
 The defaults are the recipe of the shipped model (its ``unet/config.json`` records the exact
 arguments; it is the EMA at step 4700 of 5000) but for one: it trained its text encoder jointly
 (``--text-encoder train``, the only choice then). Interrupted runs continue with ``--resume``.
 At the end the EMA weights are exported (fp16, token table trimmed) into
-``OUT/export/{unet,text_encoder}/``.
+``OUT/export/{unet,text_encoder}/`` (and ``scheduler/`` for a schedule other than ModelScope's).
 """
 
 from __future__ import annotations
