@@ -400,3 +400,17 @@ def test_leak_reading_scores_the_path_along_the_true_direction():
     model.encode_prompts = lambda prompts: fixed.expand(len(prompts), -1, -1)
     deaf = leak_reading(model, clips=3, draws=2, timesteps=(999,))["999"]
     assert deaf["caption"] == deaf["reversed"] and deaf["clip"] == row["clip"]
+
+
+def test_report_motion_effect_on_one_category_at_eight_frames(world_dir, capsys):
+    from ivlite.world import report
+
+    r = report.main(["--world", str(world_dir), "--samples", "0", "--category", "red circle",
+                     "--frames", "8", "--motion-effect", "left,right", "--ddim-steps", "2"])
+    assert list(r["motion_word_effect"]) == ["moving left", "moving right"]
+    assert all(len(v) == 2 for v in r["motion_word_effect"].values())
+    for bad, message in ((["--frames", "17"], "--frames 17 is out of range"),
+                         (["--motion-effect", "left,back"], "--motion-effect 'left,back'")):
+        with pytest.raises(SystemExit):
+            report.main(["--world", str(world_dir), *bad])
+        assert message in capsys.readouterr().err

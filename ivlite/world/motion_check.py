@@ -32,9 +32,13 @@ def clean_estimate(scheduler, x_t: torch.Tensor, t: int, out: torch.Tensor) -> t
 
 @torch.no_grad()
 def motion_word_effect(model: VideoModel, *, seed: int = 7, ddim_steps: int = 20,
-                       guidance_scale: float = 3.0) -> dict[str, list[float]]:
-    """Does the motion word steer the clip? Mean centroid displacement (dx, dy) in px over six
-    categories per motion, every motion sampled from the same noise (``seed``).
+                       guidance_scale: float = 3.0,
+                       categories: list[tuple[str, str]] | None = None, repeats: int = 1,
+                       motions: tuple[str, ...] | None = None, num_frames: int = 16
+                       ) -> dict[str, list[float]]:
+    """Does the motion word steer the clip? Mean centroid displacement (dx, dy) in px over
+    ``categories`` x ``repeats`` clips per motion (default: six categories, red/blue/green x
+    circle/square, once each), every motion sampled from the same noises (``seed``).
 
     A model that follows its prompts moves left for "moving left" (dx < 0) and right for "moving
     right"; identical numbers for all four motions mean the motion words are ignored and the noise
@@ -44,12 +48,13 @@ def motion_word_effect(model: VideoModel, *, seed: int = 7, ddim_steps: int = 20
     from .oracle import analyse_frames, detect_motion
     from .report import sample_clips
 
+    categories = categories or [(c, s) for c in ("red", "blue", "green")
+                                for s in ("circle", "square")]
     out = {}
-    for motion in MOTIONS:
-        prompts = [f"a {c} {s} {motion}" for c in ("red", "blue", "green")
-                   for s in ("circle", "square")]
+    for motion in motions or MOTIONS:
+        prompts = [f"a {c} {s} {motion}" for c, s in categories] * repeats
         clips = sample_clips(model, prompts, ddim_steps=ddim_steps,
-                             guidance_scale=guidance_scale, seed=seed)
+                             guidance_scale=guidance_scale, seed=seed, num_frames=num_frames)
         moves = []
         for clip in clips:
             frames = analyse_frames(clip.numpy())

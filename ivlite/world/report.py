@@ -62,10 +62,21 @@ def main(argv: list[str] | None = None) -> dict:
                         "share of the clips' variance each word explains (word_signal) and "
                         "whether the UNet's features know the frame index (frame_index_probe) and "
                         "whether it reads the path off the noisy clip (leak_reading)")
+    p.add_argument("--frames", type=int, default=16,
+                   help="frames per sampled clip (a model trained with train_t2v --frames)")
+    p.add_argument("--motion-effect", default=None, metavar="left,right,...",
+                   help="also the mean displacement per motion word (motion_word_effect) for these "
+                        "motions, from the same noises: 8 clips of --category, else 6 categories")
     p.add_argument("--category", default=None, metavar="'COLOUR SHAPE'",
                    help="score this category's scenes (every motion and background) instead of "
                         "the three splits, e.g. for a run trained with --only-category")
     args = p.parse_args(argv)
+    if not 1 <= args.frames <= 16:
+        p.error(f"--frames {args.frames} is out of range; allowed: 1 <= frames <= 16")
+    words = args.motion_effect.split(",") if args.motion_effect else []
+    if any(w not in ("left", "right", "up", "down") for w in words):
+        p.error(f"--motion-effect {args.motion_effect!r}: allowed: a comma-separated subset of "
+                f"left, right, up, down")
     groups = {split: split_scenes(split) for split in SPLITS}
     if args.category is not None:
         category = tuple(args.category.split())
@@ -77,8 +88,17 @@ def main(argv: list[str] | None = None) -> dict:
     if args.grid:
         sample_grid(model, args.grid, ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
     report = {name: oracle_report(model, scenes, samples=args.samples,
-                                  ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
+                                  ddim_steps=args.ddim_steps, guidance_scale=args.guidance,
+                                  num_frames=args.frames)
               for name, scenes in groups.items() if args.samples > 0}
+    if args.motion_effect:
+        from .motion_check import motion_word_effect
+
+        kwargs = {"categories": [category], "repeats": 8} if args.category else {}
+        report["motion_word_effect"] = motion_word_effect(
+            model, ddim_steps=args.ddim_steps, guidance_scale=args.guidance,
+            motions=tuple(f"moving {w}" for w in words),
+            num_frames=args.frames, **kwargs)
     if args.motion_check:
         from .data import world_clips
         from .motion_check import first_step_travel, frame_index_probe, leak_reading, \
