@@ -406,11 +406,12 @@ def test_report_motion_effect_on_one_category_at_eight_frames(world_dir, capsys)
     from ivlite.world import report
 
     r = report.main(["--world", str(world_dir), "--samples", "0", "--category", "red circle",
-                     "--frames", "8", "--motion-effect", "left,right", "--ddim-steps", "2"])
+                     "--frames", "8", "--motions", "left,right", "--motion-effect",
+                     "--ddim-steps", "2"])
     assert list(r["motion_word_effect"]) == ["moving left", "moving right"]
     assert all(len(v) == 2 for v in r["motion_word_effect"].values())
     for bad, message in ((["--frames", "17"], "--frames 17 is out of range"),
-                         (["--motion-effect", "left,back"], "--motion-effect 'left,back'")):
+                         (["--motions", "left,back"], "--motions 'left,back'")):
         with pytest.raises(SystemExit):
             report.main(["--world", str(world_dir), *bad])
         assert message in capsys.readouterr().err

@@ -64,19 +64,22 @@ def main(argv: list[str] | None = None) -> dict:
                         "whether it reads the path off the noisy clip (leak_reading)")
     p.add_argument("--frames", type=int, default=16,
                    help="frames per sampled clip (a model trained with train_t2v --frames)")
-    p.add_argument("--motion-effect", default=None, metavar="left,right,...",
-                   help="also the mean displacement per motion word (motion_word_effect) for these "
-                        "motions, from the same noises: 8 clips of --category, else 6 categories")
+    p.add_argument("--motions", default="left,right,up,down", metavar="left,right,...",
+                   help="score only these motions (a model trained with train_t2v --motions)")
+    p.add_argument("--motion-effect", action="store_true",
+                   help="also the mean displacement per motion word (motion_word_effect), every "
+                        "word from the same noises: 8 clips of --category, else 6 categories")
     p.add_argument("--category", default=None, metavar="'COLOUR SHAPE'",
                    help="score this category's scenes (every motion and background) instead of "
                         "the three splits, e.g. for a run trained with --only-category")
     args = p.parse_args(argv)
     if not 1 <= args.frames <= 16:
         p.error(f"--frames {args.frames} is out of range; allowed: 1 <= frames <= 16")
-    words = args.motion_effect.split(",") if args.motion_effect else []
-    if any(w not in ("left", "right", "up", "down") for w in words):
-        p.error(f"--motion-effect {args.motion_effect!r}: allowed: a comma-separated subset of "
+    words = args.motions.split(",")
+    if not words or any(w not in ("left", "right", "up", "down") for w in words):
+        p.error(f"--motions {args.motions!r}: allowed: a comma-separated subset of "
                 f"left, right, up, down")
+    motions = tuple(f"moving {w}" for w in words)
     groups = {split: split_scenes(split) for split in SPLITS}
     if args.category is not None:
         category = tuple(args.category.split())
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_tiny_world(args.world)
     if args.grid:
         sample_grid(model, args.grid, ddim_steps=args.ddim_steps, guidance_scale=args.guidance)
+    groups = {name: [s for s in scenes if s.motion in motions] for name, scenes in groups.items()}
     report = {name: oracle_report(model, scenes, samples=args.samples,
                                   ddim_steps=args.ddim_steps, guidance_scale=args.guidance,
                                   num_frames=args.frames)
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         kwargs = {"categories": [category], "repeats": 8} if args.category else {}
         report["motion_word_effect"] = motion_word_effect(
             model, ddim_steps=args.ddim_steps, guidance_scale=args.guidance,
-            motions=tuple(f"moving {w}" for w in words),
+            motions=motions,
             num_frames=args.frames, **kwargs)
     if args.motion_check:
         from .data import world_clips
