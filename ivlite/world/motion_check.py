@@ -157,8 +157,8 @@ def leak_reading(model: VideoModel, *, clips: int = 24, draws: int = 8, seed: in
     """Does the denoiser read the path off the noisy clip instead of off its caption?
 
     ``clips`` in-domain renders are noised to each t (``draws`` noise draws each); the clean-clip
-    estimate (:func:`clean_estimate`), averaged over the draws and decoded, is scored by its centroid travel in px along the clip's true direction (positive:
-    the way the clip moves). Three inputs: the noised clip with its caption (``"caption"``), the
+    estimate (:func:`clean_estimate`), averaged over the draws and decoded, is scored by its
+    centroid travel in px along the clip's true direction (positive: the way the clip moves). Three inputs: the noised clip with its caption (``"caption"``), the
     same with the motion word reversed (``"reversed"``), and pure noise with the caption
     (``"pure_noise"``, the sampler's first step); ``"clip"`` is the clips' own travel.
 

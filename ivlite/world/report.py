@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         kwargs = {"categories": [category], "repeats": 8} if args.category else {}
         report["motion_word_effect"] = motion_word_effect(
-            model, ddim_steps=args.ddim_steps, guidance_scale=args.guidance,
-            motions=motions,
+            model, ddim_steps=args.ddim_steps, guidance_scale=args.guidance, motions=motions,
             num_frames=args.frames, **kwargs)
     if args.motion_check:
         from .data import world_clips

@@ -185,7 +185,7 @@ def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, 
 
     Why: ModelScope's schedule ends at abar = 0.0047, not 0, so a training input at t = 951 still
     carries sqrt(abar) = 9% of the clip. Spread over a whole clip that is enough to read the
-    object's path: the shipped model's clean-clip estimate at t = 951 retraces 9.1 of a real
+    object's path: the shipped model's clean-clip estimate at t = 951 retraces 8.6 of a real
     clip's 11.8 px of travel, and exactly as far with the motion word swapped
     (``motion_check.leak_reading``). Sampling starts from pure noise, where that leak is absent,
     so the model reads a path off the noise and never needed its caption for the direction (the
@@ -196,7 +196,8 @@ def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, 
     With no signal in x_t the best estimate is the caption's mean clip, so ``mean`` as target
     teaches the same as x0 without the variance of where each clip happens to put its object:
     with x0 as target at floor 1 those samples' gradients were mostly that variance, and run F3
-    lost its colours (92% -> 25% in 300 steps).
+    lost its colours (79% at step 4750, 25% at 5000). Even so, mean targets at floor 1 cost
+    colour too (run G1) and taught no direction; ``--schedule zero-snr-v`` did, on a toy.
     """
     target = noise
     if args.signal_free_share > 0:
