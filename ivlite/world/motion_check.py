@@ -158,9 +158,10 @@ def leak_reading(model: VideoModel, *, clips: int = 24, draws: int = 8, seed: in
 
     ``clips`` in-domain renders are noised to each t (``draws`` noise draws each); the clean-clip
     estimate (:func:`clean_estimate`), averaged over the draws and decoded, is scored by its
-    centroid travel in px along the clip's true direction (positive: the way the clip moves). Three inputs: the noised clip with its caption (``"caption"``), the
-    same with the motion word reversed (``"reversed"``), and pure noise with the caption
-    (``"pure_noise"``, the sampler's first step); ``"clip"`` is the clips' own travel.
+    centroid travel in px along the clip's true direction (positive: the way the clip moves).
+    Three inputs: the noised clip with its caption (``"caption"``), the same with the motion word
+    reversed (``"reversed"``), and pure noise with the caption (``"pure_noise"``, the sampler's
+    first step); ``"clip"`` is the clips' own travel.
 
     ModelScope's schedule keeps abar = 0.0047 at t = 999, so the noised clip still shows its path
     faintly. Equal ``caption`` and ``reversed`` travel means the direction comes from that leak,
