@@ -107,6 +107,18 @@ class Scene:
         return cls(words[1], words[2], f"moving {words[4]}", background)
 
 
+def parse_motions(text: str) -> tuple[str, ...]:
+    """``"left,right"`` -> ("moving left", "moving right"), in the given order; ValueError naming
+    the first word that is not a direction."""
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    bad = [w for w in words if f"moving {w}" not in MOTIONS]
+    if bad or not words:
+        what = repr(f"moving {bad[0]}") if bad else "nothing"
+        raise ValueError(f"{what} is not a motion; allowed: a comma-separated subset of left, "
+                         f"right, up, down")
+    return tuple(f"moving {w}" for w in words)
+
+
 def as_scene(scene_or_caption: Scene | str) -> Scene:
     """Accept either a Scene or its caption."""
     if isinstance(scene_or_caption, Scene):

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     import argparse
     import json
 
-    from .captions import COLOURS, SHAPES, SPLITS, all_categories, scenes_for, split_scenes
+    from .captions import COLOURS, SHAPES, SPLITS, all_categories, parse_motions, scenes_for, \
+        split_scenes
     from .tiny_models import load_tiny_world
 
     p = argparse.ArgumentParser(description=main.__doc__)
@@ -75,11 +76,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if not 1 <= args.frames <= 16:
         p.error(f"--frames {args.frames} is out of range; allowed: 1 <= frames <= 16")
-    words = args.motions.split(",")
-    if not words or any(w not in ("left", "right", "up", "down") for w in words):
-        p.error(f"--motions {args.motions!r}: allowed: a comma-separated subset of "
-                f"left, right, up, down")
-    motions = tuple(f"moving {w}" for w in words)
+    try:
+        motions = parse_motions(args.motions)
+    except ValueError as err:
+        p.error(f"--motions {args.motions!r}: {err}")
     groups = {split: split_scenes(split) for split in SPLITS}
     if args.category is not None:
         category = tuple(args.category.split())

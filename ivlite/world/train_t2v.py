@@ -70,7 +70,7 @@ from safetensors.torch import load_file, save_file
 from ..models import VideoModel, modelscope_scheduler
 from ..tokenizer import clip_tokenizer
 from .assets import load_weights, save_weights
-from .captions import MOTIONS, Scene, base_training_scenes, scenes_for
+from .captions import Scene, base_training_scenes, parse_motions, scenes_for
 from .render import make_dataset
 from .report import oracle_report
 from .tiny_models import SCHEDULER_FILE, TEXT_CONFIG, TOKEN_TABLE, UNET_CONFIG, \
@@ -394,16 +394,13 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def _parse_motions(text: str | None) -> set[str] | None:
-    """``"left,right"`` -> {"moving left", "moving right"}; None keeps every motion."""
+    """``--motions`` as a set of motions; None keeps every motion."""
     if text is None:
         return None
-    names = {f"moving {w.strip()}" for w in text.split(",") if w.strip()}
-    bad = sorted(n for n in names if n not in MOTIONS)
-    if bad or not names:
-        what = repr(bad[0]) if bad else "nothing"
-        raise SystemExit(f"--motions {text!r}: {what} is not a motion; allowed: a "
-                         f"comma-separated subset of left, right, up, down")
-    return names
+    try:
+        return set(parse_motions(text))
+    except ValueError as err:
+        raise SystemExit(f"--motions {text!r}: {err}") from None
 
 
 def _init_from(folder: Path, parts: str, unet, text, ema_unet, ema_text) -> int:
