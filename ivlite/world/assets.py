@@ -117,7 +117,8 @@ def save_weights(state: dict[str, torch.Tensor], path: str | Path, *, dtype=torc
             raise KeyError(f"no token table named *{suffix} in the state dict")
         for key in keys:
             state = trim_token_table(state, key, keep_ids or world_token_ids())
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in state.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, path)

@@ -94,7 +94,7 @@ def latent_pool(vae, clips: int, seed: int, cache: Path) -> tuple[torch.Tensor, 
         return load_file(cache)["latents"], json.loads(cache.with_suffix(".json").read_text())
     data, captions, _ = make_dataset(clips, seed, base_training_scenes())
     frames = torch.from_numpy(data).flatten(0, 1)  # (N * 16, 3, 32, 32)
-    z = torch.cat([vae.encode(frames[i:i + 512]).latent_dist.mean
+    z = torch.cat([vae.encode(frames[i:i + 512].to(vae.device)).latent_dist.mean.cpu()
                    for i in range(0, len(frames), 512)]) * vae.config.scaling_factor
     latents = z.view(clips, -1, *z.shape[1:]).transpose(1, 2).contiguous()
     save_file({"latents": latents}, cache)
@@ -115,6 +115,22 @@ def training_scheduler(name: str):
     return DDIMScheduler.from_config({**MODELSCOPE_SCHEDULER, "prediction_type": "v_prediction",
                                       "rescale_betas_zero_snr": True,
                                       "timestep_spacing": "trailing"})
+
+
+def training_device(name: str) -> torch.device:
+    """``--device``: ``auto`` is CUDA when available, else the CPU; an unusable name exits."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise SystemExit(f"--device {name!r} is not a device; allowed: auto, cpu, cuda, cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name!r}: CUDA is not available on this machine; allowed: "
+                         f"auto or cpu")
+    return device
 
 
 def min_snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float,
@@ -205,10 +221,10 @@ def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, 
         top = torch.randint(args.signal_free_from, sched.config.num_train_timesteps, (len(t),),
                             generator=gen)
         t = torch.where(free, top, t)
-        ab = sched.alphas_cumprod[t].view(-1, *[1] * (x0.dim() - 1))
+        ab = sched.alphas_cumprod[t].view(-1, *[1] * (x0.dim() - 1)).to(x0.device)
         goal = x0 if mean is None else mean
         signal_free_target = (noise - ab.sqrt() * goal) / (1 - ab).sqrt()
-        mask = free.view(-1, *[1] * (x0.dim() - 1))
+        mask = free.view(-1, *[1] * (x0.dim() - 1)).to(x0.device)
         xt = torch.where(mask, noise, sched.add_noise(x0, noise, t))
         return xt, torch.where(mask, signal_free_target, noise), t, free
     return sched.add_noise(x0, noise, t), target, t, torch.zeros(len(t), dtype=torch.bool)
@@ -219,14 +235,14 @@ def make_batch(latents, captions, step: int, args, gen: torch.Generator):
     if step < args.image_steps:
         clip = torch.randint(len(captions), (args.image_batch,), generator=gen)
         frame = torch.randint(latents.shape[2], (args.image_batch,), generator=gen)
-        x0 = latents[clip, :, frame][:, :, None]
+        x0 = latents[clip.to(latents.device), :, frame.to(latents.device)][:, :, None]
     else:
         clip = torch.randint(len(captions), (args.batch,), generator=gen)
         # Every ``frame_stride``-th frame from a random phase: F=8 at stride 2 keeps a clip's
         # whole travel in half the frames (motion per frame doubles, cost halves).
         span = (args.frames - 1) * args.frame_stride + 1
         first = int(torch.randint(latents.shape[2] - span + 1, (1,), generator=gen))
-        x0 = latents[clip][:, :, first:first + span:args.frame_stride]
+        x0 = latents[clip.to(latents.device)][:, :, first:first + span:args.frame_stride]
     drop = torch.rand(len(clip), generator=gen) < args.caption_dropout
     return x0, ["" if d else captions[i] for i, d in zip(clip.tolist(), drop.tolist())]
 
@@ -270,12 +286,13 @@ def train(args: argparse.Namespace) -> dict:
     if not 1 <= (args.frames - 1) * args.frame_stride + 1 <= 16:
         raise SystemExit(f"--frames {args.frames} x --frame-stride {args.frame_stride} needs "
                          f"more than the 16 rendered frames")
+    device = training_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    vae = load_trained_vae(args.vae)
+    vae = load_trained_vae(args.vae).to(device)
     unet_config = {**UNET_CONFIG, "layers_per_block": args.layers_per_block}
-    unet, text = build_unet(unet_config), build_text_encoder()
+    unet, text = build_unet(unet_config).to(device), build_text_encoder().to(device)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), \
         copy.deepcopy(text).requires_grad_(False)
     train_text = args.text_encoder == "train"
@@ -303,6 +320,7 @@ def train(args: argparse.Namespace) -> dict:
         return export(ema_unet, ema_text, out, args, seconds=seconds, steps=start)
     truncate_log(out, start)
     latents, captions = latent_pool(vae, args.clips, args.seed, out / "pool.safetensors")
+    latents = latents.to(device)
     scenes = base_training_scenes()
     if args.only_category:  # a diagnostic: can the model learn its motion words in one category?
         scenes = scenes_for([tuple(args.only_category.split())])
@@ -319,7 +337,7 @@ def train(args: argparse.Namespace) -> dict:
         pool = torch.cat([latents, caption_means(latents, captions),
                           latents.mean(0, keepdim=True).expand_as(latents)], dim=1)
     tok = clip_tokenizer()
-    ids = {c: tok(c, padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
+    ids = {c: tok(c, padding="max_length", max_length=77, return_tensors="pt").input_ids[0].to(device)
            for c in set(captions) | {""}}
     sched = training_scheduler(args.schedule)
     if not train_text:  # a frozen encoder maps each caption to one fixed tensor: compute it once
@@ -339,11 +357,13 @@ def train(args: argparse.Namespace) -> dict:
         x0, prompts = make_batch(pool, captions, step, args, gen)
         x0, mean = x0[:, :4], x0[:, 4:]  # the clips and their captions' mean clips
         if mean.shape[1]:
-            mean = torch.where(torch.tensor([p == "" for p in prompts]).view(-1, 1, 1, 1, 1),
+            mean = torch.where(torch.tensor([p == "" for p in prompts], device=device).view(-1, 1, 1, 1, 1),
                                mean[:, 4:], mean[:, :4])
         t = draw_timesteps(len(prompts), sched.config.num_train_timesteps, args, gen)
-        noise = torch.randn(x0.shape, generator=gen)
+        # Every draw comes from the CPU generator, so a run is the same on any device.
+        noise = torch.randn(x0.shape, generator=gen).to(device)
         xt, target, t, free = noisy_inputs(x0, noise, t, sched, args, gen, mean)
+        t, free = t.to(device), free.to(device)
         if train_text:
             emb = text(torch.stack([ids[p] for p in prompts]))[0]
         else:
@@ -354,13 +374,15 @@ def train(args: argparse.Namespace) -> dict:
         per_sample = (pred - target).square().mean(dim=(1, 2, 3, 4))
         if args.schedule == "zero-snr-v":
             # A v error e is an x0 error sqrt(1 - abar) e: weight x0 as Min-SNR does for epsilon.
-            ab = sched.alphas_cumprod[t]
+            ab = sched.alphas_cumprod.to(device)[t]
             weight = (ab / (1 - ab)).clamp(min=args.snr_floor, max=args.snr_gamma) * (1 - ab)
         else:
-            weight = min_snr_weight(sched.alphas_cumprod, t, args.snr_gamma, args.snr_floor)
+            weight = min_snr_weight(sched.alphas_cumprod.to(device), t, args.snr_gamma,
+                                    args.snr_floor)
         if free.any():
-            weight = torch.where(free, min_snr_weight(sched.alphas_cumprod, t, args.snr_gamma,
-                                                      args.signal_free_floor), weight)
+            weight = torch.where(free, min_snr_weight(sched.alphas_cumprod.to(device), t,
+                                                      args.snr_gamma, args.signal_free_floor),
+                                 weight)
         weighted = weight * per_sample
         loss = weighted.mean()
         opt.zero_grad(set_to_none=True)
@@ -488,6 +510,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-samples", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N; every random "
+                        "draw is made on the CPU, so a run follows the same batches anywhere")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--resume", action="store_true")
