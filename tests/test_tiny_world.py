@@ -275,8 +275,8 @@ def test_text_encoder_freeze_keeps_its_init_and_init_parts_unet_restarts_the_sch
     vae_args = ["--steps", "1", "--clips", "4", "--batch", "4", "--held-out-clips", "2"]
     train_vae.main(["--out", str(tmp_path / "vae")] + vae_args)
     common = ["--vae", str(tmp_path / "vae" / "export"), "--clips", "8", "--image-batch", "4",
-              "--batch", "2", "--eval-every", "1000", "--save-every", "1000", "--log-every", "1",
-              "--lr", "1e-2", "--warmup", "1"]
+              "--batch", "2", "--eval-every", "1000", "--eval-samples", "1", "--save-every", "1000",
+              "--log-every", "1", "--lr", "1e-2", "--warmup", "1"]
 
     def run(name, *args):
         train_t2v.main(["--out", str(tmp_path / name)] + common + list(args))
@@ -307,6 +307,17 @@ def test_text_encoder_freeze_keeps_its_init_and_init_parts_unet_restarts_the_sch
     # its text encoder is this run's own (seed 1), not the export's
     assert any(not torch.equal(init["text_encoder"][k], frozen["text_encoder"][k])
                for k in frozen["text_encoder"])
+
+    # --init-parts all continues the export's step count, and the EMA's warm-up restarts there:
+    # after one step the average is 0.1 export + 0.9 live weights, not 0.999 export.
+    cont = run("cont", "--image-steps", "2", "--video-steps", "2",
+               "--init-from", str(tmp_path / "frozen" / "export"))
+    state = json.loads((tmp_path / "cont" / "state" / "state.json").read_text())
+    assert (state["step"], state["ema_start"]) == (4, 3)
+    live = load_file(tmp_path / "cont" / "state" / "unet.safetensors")
+    mixed = {k: 0.1 * source[k].float() + 0.9 * live[k] for k in source}
+    gap = sum(float((cont["unet"][k].float() - mixed[k]).norm()) for k in source)
+    assert gap < 0.01 * sum(float((live[k] - source[k].float()).norm()) for k in source)
 
 
 def test_word_sensitivity_swaps_one_word_and_scores_every_timestep(world_dir):

@@ -306,13 +306,15 @@ def train(args: argparse.Namespace) -> dict:
                   {"params": temporal, "scale": args.temporal_lr_scale}]
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
     modules = {"unet": unet, "text": text, "ema_unet": ema_unet, "ema_text": ema_text}
-    start, seconds = 0, 0.0
+    start, seconds, ema_start = 0, 0.0, 0
     if args.resume and has_state(out):
         info = load_state(out, modules, opt)
         start, seconds = info["step"], info.get("seconds", 0.0)
+        ema_start = info.get("ema_start", 0)
     elif args.init_from:
         # Continue from exported (EMA) weights, e.g. the shipped ones, with a fresh optimizer.
         start = _init_from(Path(args.init_from), args.init_parts, unet, text, ema_unet, ema_text)
+        ema_start = start
     elif args.image_stage_temporal == "freeze":
         zero_temporal_attention_outputs(unet)
         ema_unet.load_state_dict(unet.state_dict())
@@ -389,7 +391,11 @@ def train(args: argparse.Namespace) -> dict:
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
         opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
+        # The EMA's warm-up counts from this run's first step: continuing exported weights on a
+        # new objective (say eps -> v), a decay of 0.999 from the start would keep the old
+        # model's weights in the average for thousands of steps.
+        k = step - ema_start
+        decay = min(args.ema, (1 + k) / (10 + k))
         ema_update(ema_unet, unet, decay)
         if train_text:
             ema_update(ema_text, text, decay)
@@ -410,7 +416,7 @@ def train(args: argparse.Namespace) -> dict:
         if record:
             append_log(out, record)
         if done % args.save_every == 0 or done == total:
-            save_state(out, done, modules, opt, {"args": vars(args),
+            save_state(out, done, modules, opt, {"args": vars(args), "ema_start": ema_start,
                                                   "seconds": round(time.time() - t0, 1)})
     return export(ema_unet, ema_text, out, args, seconds=time.time() - t0, steps=total)
 
