@@ -335,6 +335,26 @@ def test_word_sensitivity_swaps_one_word_and_scores_every_timestep(world_dir):
         assert all(v > 0 for v in row.values())
 
 
+def test_word_sensitivity_scores_a_v_model_against_v(world_dir):
+    from ivlite.ddim import sample_noise
+    from ivlite.world.data import world_clips
+    from ivlite.world.motion_check import word_sensitivity
+
+    model = load_tiny_world(world_dir)
+    model.scheduler = train_t2v.training_scheduler("zero-snr-v")
+    got = word_sensitivity(model, clips=2, timesteps=(999,))["999"]["true"]
+    data = world_clips(model, clips=2, seed=0)
+    x0 = data.latents
+    noise = sample_noise(x0.shape, generator=torch.Generator().manual_seed(0))
+    t = torch.full((2,), 999)
+    with torch.no_grad():
+        pred = model.unet(model.scheduler.add_noise(x0, noise, t), t,
+                          encoder_hidden_states=model.encode_prompts(data.captions)).sample
+    v = model.scheduler.get_velocity(x0, noise, t)   # = -x0 at t = 999, where abar = 0
+    assert got == pytest.approx(float((pred - v).square().mean()), rel=1e-5)
+    assert got != pytest.approx(float((pred - noise).square().mean()), rel=1e-2)
+
+
 def test_word_distances_and_first_step_travel(world_dir):
     from ivlite.world.motion_check import first_step_travel, word_distances
 

@@ -70,7 +70,8 @@ OPPOSITE_MOTION = {"moving left": "moving right", "moving right": "moving left",
 @torch.no_grad()
 def word_sensitivity(model: VideoModel, *, clips: int = 48, seed: int = 0,
                      timesteps: tuple[int, ...] = (900, 700, 500, 300)) -> dict[str, dict]:
-    """Does the denoiser read its motion words? Per timestep t, the noise-prediction MSE on
+    """Does the denoiser read its motion words? Per timestep t, the denoiser's MSE (against the
+    noise, or against v for a ``v_prediction`` scheduler) on
     ``clips`` in-domain renders noised to t, conditioned on the true caption, on the caption with
     the opposite motion ("left" <-> "right", "up" <-> "down") and on the caption with the next
     colour. A model that ignores a word scores the same with it swapped; one that reads it, worse.
@@ -94,7 +95,9 @@ def word_sensitivity(model: VideoModel, *, clips: int = 48, seed: int = 0,
         noise = sample_noise(x0.shape, generator=gen, device=x0.device)
         tt = torch.full((len(x0),), t, device=x0.device)
         xt = model.scheduler.add_noise(x0, noise, tt)
-        out[str(t)] = {k: float((model.unet(xt, tt, encoder_hidden_states=e).sample - noise)
+        target = model.scheduler.get_velocity(x0, noise, tt) \
+            if model.scheduler.config.prediction_type == "v_prediction" else noise
+        out[str(t)] = {k: float((model.unet(xt, tt, encoder_hidden_states=e).sample - target)
                                 .square().mean()) for k, e in embeddings.items()}
     return out
 
