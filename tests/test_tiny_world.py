@@ -450,7 +450,8 @@ def test_report_motion_effect_on_one_category_at_eight_frames(world_dir, capsys)
 
 def test_device_names_are_checked_before_any_work():
     assert train_t2v.training_device("cpu") == torch.device("cpu")
-    assert train_t2v.training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    assert train_t2v.training_device("auto").type == auto
     for name in ("tpu", "gpu0"):
         with pytest.raises(SystemExit, match=f"--device '{name}' is not a device; allowed: auto"):
             train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", "--device", name]))
@@ -461,11 +462,11 @@ def test_device_names_are_checked_before_any_work():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_train_t2v_on_cuda_follows_the_cpu_run(tmp_path):
+def test_train_t2v_on_cuda_follows_the_cpu_run(tmp_path, monkeypatch):
     """Every draw is made on the CPU, so a CUDA run sees the same batches: equal losses up to
     float rounding (TF32 off), and an export that loads."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     args = ["--vae", str(SHIPPED / "vae"), "--image-steps", "2", "--video-steps", "3",
             "--clips", "8", "--image-batch", "4", "--batch", "2", "--eval-every", "3",
             "--eval-samples", "1", "--log-every", "1", "--schedule", "zero-snr-v",
@@ -476,4 +477,5 @@ def test_train_t2v_on_cuda_follows_the_cpu_run(tmp_path):
         log = [json.loads(l) for l in (tmp_path / device / "log.jsonl").read_text().splitlines()]
         losses[device] = [l["loss"] for l in log]
     assert losses["cuda"] == pytest.approx(losses["cpu"], rel=1e-3)
-    assert (tmp_path / "cuda" / "export" / "unet" / "model.safetensors").is_file()
+    build_unet().load_state_dict(load_weights(tmp_path / "cuda" / "export" / "unet" /
+                                              "model.safetensors"))

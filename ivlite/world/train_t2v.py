@@ -339,8 +339,8 @@ def train(args: argparse.Namespace) -> dict:
         pool = torch.cat([latents, caption_means(latents, captions),
                           latents.mean(0, keepdim=True).expand_as(latents)], dim=1)
     tok = clip_tokenizer()
-    ids = {c: tok(c, padding="max_length", max_length=77, return_tensors="pt").input_ids[0].to(device)
-           for c in set(captions) | {""}}
+    ids = {c: tok(c, padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
+           .to(device) for c in set(captions) | {""}}
     sched = training_scheduler(args.schedule)
     if not train_text:  # a frozen encoder maps each caption to one fixed tensor: compute it once
         with torch.no_grad():
@@ -359,8 +359,8 @@ def train(args: argparse.Namespace) -> dict:
         x0, prompts = make_batch(pool, captions, step, args, gen)
         x0, mean = x0[:, :4], x0[:, 4:]  # the clips and their captions' mean clips
         if mean.shape[1]:
-            mean = torch.where(torch.tensor([p == "" for p in prompts], device=device).view(-1, 1, 1, 1, 1),
-                               mean[:, 4:], mean[:, :4])
+            dropped = torch.tensor([p == "" for p in prompts], device=device)
+            mean = torch.where(dropped.view(-1, 1, 1, 1, 1), mean[:, 4:], mean[:, :4])
         t = draw_timesteps(len(prompts), sched.config.num_train_timesteps, args, gen)
         # Every draw comes from the CPU generator, so a run is the same on any device.
         noise = torch.randn(x0.shape, generator=gen).to(device)
