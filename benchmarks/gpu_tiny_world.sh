@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the tiny world's text-to-video model on a lent GPU, in one device call.
 #
-# On a 2-core CPU a 16-frame video step takes about 3 s, so one session trains ~2500 steps; the toy
+# On a 2-core CPU a 16-frame video step takes about 3 s, so one session trains <= 3000 steps; the toy
 # runs of the README needed ~3000 video steps to bind their motion words. A GPU does that in
 # minutes. Two steps:
 #
