@@ -342,6 +342,7 @@ def train(args: argparse.Namespace) -> dict:
     ids = {c: tok(c, padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
            .to(device) for c in set(captions) | {""}}
     sched = training_scheduler(args.schedule)
+    alphas_cumprod = sched.alphas_cumprod.to(device)  # once, not per step
     if not train_text:  # a frozen encoder maps each caption to one fixed tensor: compute it once
         with torch.no_grad():
             table = {c: text(i[None])[0][0] for c, i in ids.items()}
@@ -376,15 +377,13 @@ def train(args: argparse.Namespace) -> dict:
         per_sample = (pred - target).square().mean(dim=(1, 2, 3, 4))
         if args.schedule == "zero-snr-v":
             # A v error e is an x0 error sqrt(1 - abar) e: weight x0 as Min-SNR does for epsilon.
-            ab = sched.alphas_cumprod.to(device)[t]
+            ab = alphas_cumprod[t]
             weight = (ab / (1 - ab)).clamp(min=args.snr_floor, max=args.snr_gamma) * (1 - ab)
         else:
-            weight = min_snr_weight(sched.alphas_cumprod.to(device), t, args.snr_gamma,
-                                    args.snr_floor)
+            weight = min_snr_weight(alphas_cumprod, t, args.snr_gamma, args.snr_floor)
         if free.any():
-            weight = torch.where(free, min_snr_weight(sched.alphas_cumprod.to(device), t,
-                                                      args.snr_gamma, args.signal_free_floor),
-                                 weight)
+            weight = torch.where(free, min_snr_weight(alphas_cumprod, t, args.snr_gamma,
+                                                      args.signal_free_floor), weight)
         weighted = weight * per_sample
         loss = weighted.mean()
         opt.zero_grad(set_to_none=True)
