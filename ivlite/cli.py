@@ -67,13 +67,13 @@ def _check_inference_args(args: argparse.Namespace) -> None:
 def _load_for_inference(cfg: Config, adapter: str | None, lora_scale: float):
     import torch
 
+    from .common import resolve_device
     from .lora import load_adapter, set_lora_scale
     from .models import load_video_model
     from .trainer import check_environment, check_model_fits
 
     check_environment(cfg)
-    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else \
-        ("cpu" if cfg.device == "auto" else cfg.device)
+    device = resolve_device(cfg.device)  # check_environment has vetted the name
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
     model = load_video_model(cfg.model, dtype=dtype)
     check_model_fits(cfg, model)

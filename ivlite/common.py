@@ -1,4 +1,4 @@
-"""Small shared helpers: the cache folder, seeded generators, JSONL logs."""
+"""Small shared helpers: the cache folder, device names, seeded generators, JSONL logs."""
 
 from __future__ import annotations
 
@@ -9,12 +9,34 @@ from pathlib import Path
 
 import torch
 
+from .config import DEVICE_NAMES, is_device_name
+
 
 def cache_dir(name: str) -> Path:
     """``$IVLITE_CACHE/name``, else ``$XDG_CACHE_HOME/ivlite/name`` (default ``~/.cache``)."""
     root = os.environ.get("IVLITE_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ivlite")
     return Path(root) / name
+
+
+def resolve_device(name: str, what: str = "device") -> torch.device:
+    """The device ``name`` stands for on this machine: ``auto`` is CUDA when available, else the
+    CPU. Raises ValueError, its message starting with ``{what}={name!r}``, for a misspelt name, a
+    CUDA name without CUDA, or a ``cuda:N`` past the last device, so every entry point (config,
+    CLI, training scripts) reports the same thing before any work starts."""
+    if not is_device_name(name):
+        raise ValueError(f"{what}={name!r} is not a device; allowed: {DEVICE_NAMES}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"{what}={name!r} but no CUDA device is available; use "
+                             f"{what}='cpu' or 'auto'")
+        count = torch.cuda.device_count()
+        if ":" in name and int(name[5:]) >= count:
+            raise ValueError(f"{what}={name!r} but only {count} CUDA device(s) exist "
+                             f"(cuda:0 .. cuda:{count - 1})")
+    return torch.device(name)
 
 
 def seeded_generator(*parts: object) -> torch.Generator:

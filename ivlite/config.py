@@ -21,6 +21,16 @@ from typing import Any, Iterable
 import yaml
 
 
+DEVICE_NAMES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+def is_device_name(name: object) -> bool:
+    """Whether ``name`` spells one of :data:`DEVICE_NAMES` (whether CUDA is there is asked later,
+    by :func:`ivlite.common.resolve_device`)."""
+    return isinstance(name, str) and (name in ("auto", "cpu", "cuda") or (
+        name.startswith("cuda:") and name[5:].isdigit()))
+
+
 class ConfigError(ValueError):
     """A configuration value is out of range; the message names the field, value and range."""
 
@@ -176,10 +186,7 @@ class Config:
                    and all(isinstance(p, str) and p.strip() for p in self.early_stop_prompts)),
                "a non-empty list of prompts, or null for the tiny world's held-out prompts")
         _check_int(self.seed, "seed", 0, 2**63 - 1)
-        _check(self.device, "device", isinstance(self.device, str) and (
-               self.device in ("auto", "cpu", "cuda")
-               or (self.device.startswith("cuda:") and self.device[5:].isdigit())),
-               "'auto', 'cpu', 'cuda' or 'cuda:N'")
+        _check(self.device, "device", is_device_name(self.device), DEVICE_NAMES)
         _check_int(self.save_every, "save_every", 1, 10**9)
         _check(self.prompts, "prompts", isinstance(self.prompts, list) and len(self.prompts) > 0,
                "a non-empty list of strings")

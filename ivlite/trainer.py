@@ -36,7 +36,7 @@ from diffusers.optimization import get_constant_schedule_with_warmup
 from peft import set_peft_model_state_dict
 
 from .checkpointing import enable_unet_checkpointing
-from .common import seeded_generator, truncate_jsonl
+from .common import resolve_device, seeded_generator, truncate_jsonl
 from .config import Config, ConfigError, first_line
 from .data import LatentClips, check_prompt_lengths, check_video_folder, folder_clips, \
     generated_clips
@@ -79,13 +79,10 @@ def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generat
 
 def check_environment(cfg: Config) -> None:
     """Errors a user can fix, raised before any model loads."""
-    wants_cuda = cfg.device.startswith("cuda")
-    if wants_cuda and not torch.cuda.is_available():
-        raise ConfigError(f"device={cfg.device!r} but no CUDA device is available; "
-                          f"use device='cpu' or 'auto'")
-    if wants_cuda and ":" in cfg.device and int(cfg.device[5:]) >= torch.cuda.device_count():
-        raise ConfigError(f"device={cfg.device!r} but only {torch.cuda.device_count()} CUDA "
-                          f"device(s) exist (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    try:
+        resolve_device(cfg.device)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     sharded = [name for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
                if os.environ.get(name, "").lower() in ("1", "true")]
     if sharded:

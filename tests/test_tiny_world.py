@@ -453,10 +453,10 @@ def test_device_names_are_checked_before_any_work():
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     assert train_t2v.training_device("auto").type == auto
     for name in ("tpu", "gpu0"):
-        with pytest.raises(SystemExit, match=f"--device '{name}' is not a device; allowed: auto"):
+        with pytest.raises(SystemExit, match=f"--device='{name}' is not a device; allowed: 'auto'"):
             train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", "--device", name]))
     if not torch.cuda.is_available():
-        with pytest.raises(SystemExit, match="CUDA is not available"):
+        with pytest.raises(SystemExit, match="--device='cuda' but no CUDA device is available"):
             train_t2v.train(train_t2v.parse_args(["--vae", "v", "--out", "o", "--device", "cuda"]))
 
 

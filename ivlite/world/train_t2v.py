@@ -67,6 +67,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..common import resolve_device
 from ..models import VideoModel, modelscope_scheduler
 from ..tokenizer import clip_tokenizer
 from .assets import load_weights, save_weights
@@ -119,18 +120,10 @@ def training_scheduler(name: str):
 
 def training_device(name: str) -> torch.device:
     """``--device``: ``auto`` is CUDA when available, else the CPU; an unusable name exits."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise SystemExit(f"--device {name!r} is not a device; allowed: auto, cpu, cuda, cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name!r}: CUDA is not available on this machine; allowed: "
-                         f"auto or cpu")
-    return device
+        return resolve_device(name, what="--device")
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def min_snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float,
