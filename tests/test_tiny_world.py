@@ -174,6 +174,35 @@ def test_frozen_temporal_layers_make_the_video_model_the_image_model_per_frame()
     assert names and all("temp_" in n or n.startswith("transformer_in") for n in names)
 
 
+def test_frame_positions_tell_identical_frames_apart_and_survive_a_reload(tmp_path):
+    """Without a position embedding (ModelScope's temporal attention) a fresh UNet denoises a clip
+    of identical frames into identical frames: nothing tells frame 0 from frame 7. With
+    ``frame_positions="sinusoidal"`` it does not, the state dict keeps ModelScope's keys, and
+    the export's config rebuilds the embeddings when the folder loads."""
+    torch.manual_seed(0)
+    plain = build_unet().eval()
+    positioned = build_unet({**UNET_CONFIG, "frame_positions": "sinusoidal"}).eval()
+    assert sorted(positioned.state_dict()) == sorted(plain.state_dict())
+    positioned.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 4, 1, 8, 8).expand(1, 4, 8, 8, 8)
+    emb = torch.randn(1, 77, UNET_CONFIG["cross_attention_dim"])
+    with torch.no_grad():
+        same = plain(x, 999, encoder_hidden_states=emb).sample
+        told = positioned(x, 999, encoder_hidden_states=emb).sample
+    assert (same - same[:, :, :1]).abs().max() < 1e-5
+    assert (told - told[:, :, :1]).abs().amax(dim=(0, 1, 3, 4))[1:].min() > 1e-3
+    with pytest.raises(ValueError, match="frame_positions='learned'; allowed: 'sinusoidal'"):
+        build_unet({**UNET_CONFIG, "frame_positions": "learned"})
+    world = _write_world(tmp_path / "world")
+    save_weights(positioned.state_dict(), world / "unet" / "model.safetensors", dtype=torch.float32)
+    (world / "unet" / "config.json").write_text(json.dumps(
+        {"model": {**UNET_CONFIG, "frame_positions": "sinusoidal"}}))
+    write_manifest(world)
+    loaded = load_tiny_world(world).unet
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, 999, encoder_hidden_states=emb).sample, told)
+
+
 def test_high_noise_share_draws_timesteps_from_the_top_of_the_schedule():
     from argparse import Namespace
 

@@ -47,7 +47,48 @@ def build_vae(config: dict | None = None) -> AutoencoderKL:
 
 
 def build_unet(config: dict | None = None) -> UNet3DConditionModel:
-    return UNet3DConditionModel(**(config or UNET_CONFIG))
+    """A UNet3DConditionModel from ``config`` (default :data:`UNET_CONFIG`). The extra key
+    ``frame_positions`` (``"sinusoidal"``; absent or None: none) gives its temporal attention the
+    frame index (:func:`add_frame_positions`)."""
+    config = dict(config or UNET_CONFIG)
+    positions = config.pop("frame_positions", None)
+    unet = UNet3DConditionModel(**config)
+    if positions is not None:
+        add_frame_positions(unet, positions)
+    return unet
+
+
+def add_frame_positions(unet: UNet3DConditionModel, kind: str = "sinusoidal",
+                        max_frames: int = 32) -> int:
+    """Add a sinusoidal frame-index embedding to every temporal attention block of ``unet``, as
+    AnimateDiff's motion modules do (diffusers' ``BasicTransformerBlock(positional_embeddings=
+    "sinusoidal")``, which ``UNet3DConditionModel`` does not expose). Returns the blocks changed.
+
+    Why: ModelScopeT2V's temporal attention has no position embedding, so its only frame index is
+    the zero padding of its temporal convolutions at the clip's ends. A motion word must be drawn
+    differently in every frame, so a UNet that cannot tell frame 3 from frame 12 cannot follow
+    one; the real model learned it from millions of clips, the tiny one did not in the CPU
+    hours we had (README, tiny world: the motion check). The embedding has no weights and its
+    table is not saved (non-persistent buffer), so state dicts keep ModelScope's keys; the
+    ``frame_positions`` entry of the model's config is what rebuilds it.
+    """
+    from diffusers.models.embeddings import SinusoidalPositionalEmbedding
+    from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
+
+    if kind != "sinusoidal":
+        raise ValueError(f"frame_positions={kind!r}; allowed: 'sinusoidal' or None")
+    changed = 0
+    for module in unet.modules():
+        if isinstance(module, TransformerTemporalModel):
+            for block in module.transformer_blocks:
+                embed = SinusoidalPositionalEmbedding(block.dim, max_seq_length=max_frames)
+                table = embed.pe
+                del embed.pe
+                embed.register_buffer("pe", table, persistent=False)
+                block.pos_embed = embed.to(next(block.parameters()).device)
+                block.positional_embeddings, block.num_positional_embeddings = kind, max_frames
+                changed += 1
+    return changed
 
 
 def build_text_encoder(config: dict | None = None) -> CLIPTextModel:

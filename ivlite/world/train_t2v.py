@@ -118,6 +118,15 @@ def training_scheduler(name: str):
                                       "timestep_spacing": "trailing"})
 
 
+def unet_config_from(args: argparse.Namespace) -> dict:
+    """The UNet's config for ``args`` (what ``tiny_models.build_unet`` takes and the export's
+    ``unet/config.json`` records)."""
+    config = {**UNET_CONFIG, "layers_per_block": args.layers_per_block}
+    if args.frame_positions != "none":
+        config["frame_positions"] = args.frame_positions
+    return config
+
+
 def training_device(name: str) -> torch.device:
     """``--device``: ``auto`` is CUDA when available, else the CPU; an unusable name exits."""
     try:
@@ -284,7 +293,7 @@ def train(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     vae = load_trained_vae(args.vae).to(device)
-    unet_config = {**UNET_CONFIG, "layers_per_block": args.layers_per_block}
+    unet_config = unet_config_from(args)
     unet, text = build_unet(unet_config).to(device), build_text_encoder().to(device)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), \
         copy.deepcopy(text).requires_grad_(False)
@@ -444,7 +453,7 @@ def export(unet, text, out: Path, args: argparse.Namespace, seconds: float, step
     folder = out / "export"
     info = {"training": vars(args), "seconds": round(seconds, 1), "steps": steps}
     save_weights(unet.state_dict(), folder / "unet" / "model.safetensors")
-    config = {**UNET_CONFIG, "layers_per_block": unet.config.layers_per_block}
+    config = unet_config_from(args)
     (folder / "unet" / "config.json").write_text(json.dumps({"model": config, **info},
                                                             indent=2, default=str))
     scheduler_file = folder / SCHEDULER_FILE
@@ -502,6 +511,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "'red circle')")
     p.add_argument("--motions", default=None, metavar="left,right,...",
                    help="train and evaluate on these motions only (a diagnostic)")
+    p.add_argument("--frame-positions", choices=("none", "sinusoidal"), default="none",
+                   help="give the temporal attention a sinusoidal frame index (AnimateDiff's "
+                        "positional_embeddings; see tiny_models.add_frame_positions)")
     p.add_argument("--layers-per-block", type=int, default=UNET_CONFIG["layers_per_block"],
                    help="UNet layers per block (more: a deeper temporal path)")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance for the oracle check")
