@@ -382,6 +382,18 @@ def test_word_sensitivity_scores_a_v_model_against_v(world_dir):
     v = model.scheduler.get_velocity(x0, noise, t)   # = -x0 at t = 999, where abar = 0
     assert got == pytest.approx(float((pred - v).square().mean()), rel=1e-5)
     assert got != pytest.approx(float((pred - noise).square().mean()), rel=1e-2)
+    # --frames 8 --frame-stride 2: rendered frames 0, 2, ..., 14, the same noise draw
+    strided = word_sensitivity(model, clips=2, timesteps=(999,), num_frames=8,
+                               frame_stride=2)["999"]["true"]
+    x0 = x0[:, :, ::2]
+    noise = sample_noise(x0.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        pred = model.unet(model.scheduler.add_noise(x0, noise, t), t,
+                          encoder_hidden_states=model.encode_prompts(data.captions)).sample
+    v = model.scheduler.get_velocity(x0, noise, t)
+    assert strided == pytest.approx(float((pred - v).square().mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="num_frames=8, frame_stride=3"):
+        word_sensitivity(model, clips=2, num_frames=8, frame_stride=3)
 
 
 def test_word_distances_and_first_step_travel(world_dir):
@@ -470,7 +482,12 @@ def test_report_motion_effect_on_one_category_at_eight_frames(world_dir, capsys)
                      "--ddim-steps", "2"])
     assert list(r["motion_word_effect"]) == ["moving left", "moving right"]
     assert all(len(v) == 2 for v in r["motion_word_effect"].values())
+    r = report.main(["--world", str(world_dir), "--samples", "0", "--frames", "8",
+                     "--frame-stride", "2", "--word-sensitivity"])
+    assert list(r["word_sensitivity"]) == ["999", "900", "800", "700", "500", "300"]
     for bad, message in ((["--frames", "17"], "--frames 17 is out of range"),
+                         (["--frames", "8", "--frame-stride", "3"],
+                          "--frame-stride 3 is out of range"),
                          (["--motions", "left,back"], "--motions 'left,back'")):
         with pytest.raises(SystemExit):
             report.main(["--world", str(world_dir), *bad])

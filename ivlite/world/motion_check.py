@@ -69,7 +69,8 @@ OPPOSITE_MOTION = {"moving left": "moving right", "moving right": "moving left",
 
 @torch.no_grad()
 def word_sensitivity(model: VideoModel, *, clips: int = 48, seed: int = 0,
-                     timesteps: tuple[int, ...] = (900, 700, 500, 300)) -> dict[str, dict]:
+                     timesteps: tuple[int, ...] = (900, 700, 500, 300), num_frames: int = 16,
+                     frame_stride: int = 1) -> dict[str, dict]:
     """Does the denoiser read its motion words? Per timestep t, the denoiser's MSE (against the
     noise, or against v for a ``v_prediction`` scheduler) on
     ``clips`` in-domain renders noised to t, conditioned on the true caption, on the caption with
@@ -78,17 +79,22 @@ def word_sensitivity(model: VideoModel, *, clips: int = 48, seed: int = 0,
 
     Sharper than :func:`motion_word_effect`: no sampling, so no noise-decided drift, and a
     difference of 0.1% in the loss is visible. Returns ``{str(t): {"true", "motion_swapped",
-    "colour_swapped": mse}}``.
+    "colour_swapped": mse}}``. ``num_frames`` frames every ``frame_stride``-th of the 16 rendered
+    ones, as ``train_t2v --frames --frame-stride`` trains (at most 16 rendered frames).
     """
     from .data import world_clips
 
+    span = (num_frames - 1) * frame_stride + 1
+    if not (num_frames >= 1 and frame_stride >= 1 and span <= 16):
+        raise ValueError(f"num_frames={num_frames}, frame_stride={frame_stride}: need "
+                         f"(num_frames - 1) * frame_stride + 1 <= 16 rendered frames")
     data = world_clips(model, clips=clips, seed=seed)
     swaps = [_swapped(c) for c in data.captions]
     captions = {"true": list(data.captions),
                 "motion_swapped": [w["motion"] for w in swaps],
                 "colour_swapped": [w["colour"] for w in swaps]}
     embeddings = {k: model.encode_prompts(v) for k, v in captions.items()}
-    x0 = data.latents.to(model.device)
+    x0 = data.latents[:, :, :span:frame_stride].to(model.device)
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for t in timesteps:

@@ -65,6 +65,13 @@ def main(argv: list[str] | None = None) -> dict:
                         "whether it reads the path off the noisy clip (leak_reading)")
     p.add_argument("--frames", type=int, default=16,
                    help="frames per sampled clip (a model trained with train_t2v --frames)")
+    p.add_argument("--frame-stride", type=int, default=1,
+                   help="with --word-sensitivity: every n-th rendered frame (train_t2v "
+                        "--frame-stride)")
+    p.add_argument("--word-sensitivity", action="store_true",
+                   help="also the denoiser's loss with the motion or colour word swapped "
+                        "(word_sensitivity) on 48 renders of --frames x --frame-stride, at t = "
+                        "999, 900, 800, 700, 500, 300")
     p.add_argument("--motions", default="left,right,up,down", metavar="left,right,...",
                    help="score only these motions (a model trained with train_t2v --motions)")
     p.add_argument("--motion-effect", action="store_true",
@@ -76,6 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if not 1 <= args.frames <= 16:
         p.error(f"--frames {args.frames} is out of range; allowed: 1 <= frames <= 16")
+    if not (args.frame_stride >= 1 and (args.frames - 1) * args.frame_stride < 16):
+        p.error(f"--frame-stride {args.frame_stride} is out of range; allowed: 1 <= frame "
+                f"stride and (frames - 1) * stride + 1 <= 16 rendered frames")
     try:
         motions = parse_motions(args.motions)
     except ValueError as err:
@@ -102,6 +112,12 @@ def main(argv: list[str] | None = None) -> dict:
         report["motion_word_effect"] = motion_word_effect(
             model, ddim_steps=args.ddim_steps, guidance_scale=args.guidance, motions=motions,
             num_frames=args.frames, **kwargs)
+    if args.word_sensitivity:
+        from .motion_check import word_sensitivity
+
+        report["word_sensitivity"] = word_sensitivity(
+            model, timesteps=(999, 900, 800, 700, 500, 300), num_frames=args.frames,
+            frame_stride=args.frame_stride)
     if args.motion_check:
         from .data import world_clips
         from .motion_check import first_step_travel, frame_index_probe, leak_reading, \
