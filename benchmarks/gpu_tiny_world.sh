@@ -12,7 +12,9 @@
 #                    timeout_s=600)
 #
 # `train` runs `ivlite.world.train_t2v --device cuda` for TRAIN_SECONDS (default 420) from the
-# shipped weights (INIT=ivlite/assets/tiny_world; INIT= starts from scratch), exports the EMA
+# shipped UNet (INIT=ivlite/assets/tiny_world; INIT= starts from scratch) with a fresh frozen text
+# encoder (the shipped one, trained jointly, collapsed the motion words), zero terminal SNR with
+# v prediction and sinusoidal frame positions (README, tiny world), exports the EMA
 # weights and copies unet/, text_encoder/, scheduler/ and the log to $OUT. Extra arguments go to
 # train_t2v (they override the defaults below, e.g. --batch 32). Ship the result as the README's
 # tiny-world section says (copy the three folders into ivlite/assets/tiny_world, write_manifest).
@@ -45,8 +47,8 @@ diffusers.__version__, 'transformers', transformers.__version__, 'cuda', torch.c
 
 INIT=${INIT-ivlite/assets/tiny_world}
 args=(--vae ivlite/assets/tiny_world/vae --out "$RUN" --schedule zero-snr-v --snr-floor 1
-      --video-steps 100000 --save-every 250)
-[ -n "$INIT" ] && args+=(--init-from "$INIT" --init-parts all)
+      --frame-positions sinusoidal --image-steps 300 --video-steps 100000 --save-every 250)
+[ -n "$INIT" ] && args+=(--init-from "$INIT" --init-parts unet)
 # train_t2v checkpoints every --save-every steps; the timeout stops it and the export below
 # takes the last checkpoint's EMA weights.
 timeout "${TRAIN_SECONDS:-420}" "$PYTHON" -m ivlite.world.train_t2v "${args[@]}" "$@" \
