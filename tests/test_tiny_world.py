@@ -201,6 +201,12 @@ def test_frame_positions_tell_identical_frames_apart_and_survive_a_reload(tmp_pa
     loaded = load_tiny_world(world).unet
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, 999, encoder_hidden_states=emb).sample, told)
+    # train_t2v --init-from: continuing without them is refused; adding them to a plain UNet is not
+    with pytest.raises(SystemExit, match="trained with --frame-positions sinusoidal; pass"):
+        train_t2v._init_from(world, "unet", build_unet(), None, build_unet(), None)
+    plain_world = _write_world(tmp_path / "plain")
+    target = build_unet({**UNET_CONFIG, "frame_positions": "sinusoidal"})
+    assert train_t2v._init_from(plain_world, "unet", target, None, build_unet(), None) == 0
 
 
 def test_high_noise_share_draws_timesteps_from_the_top_of_the_schedule():

@@ -438,6 +438,13 @@ def _init_from(folder: Path, parts: str, unet, text, ema_unet, ema_text) -> int:
     ``parts="all"`` continues the export's schedule (its step count); ``parts="unet"`` keeps this
     run's own text encoder and restarts the schedule at step 0 (image stage included), since the
     UNet must first learn to read the new encoder."""
+    config = json.loads((folder / "unet" / "config.json").read_text())
+    trained = config.get("model", {}).get("frame_positions")
+    # Adding frame positions to a UNet trained without them is a choice (it retrains); dropping
+    # them would load fine and silently blind a UNet that relies on them.
+    if trained and unet.transformer_in.transformer_blocks[0].pos_embed is None:
+        raise SystemExit(f"--init-from {folder}: its UNet was trained with --frame-positions "
+                         f"{trained}; pass --frame-positions {trained}")
     names = ("unet", "text_encoder") if parts == "all" else ("unet",)
     pairs = {"unet": (unet, ema_unet), "text_encoder": (text, ema_text)}
     for name in names:
@@ -446,7 +453,7 @@ def _init_from(folder: Path, parts: str, unet, text, ema_unet, ema_text) -> int:
             module.load_state_dict(state)
     if parts == "unet":
         return 0
-    return json.loads((folder / "unet" / "config.json").read_text()).get("steps", 0)
+    return config.get("steps", 0)
 
 
 def export(unet, text, out: Path, args: argparse.Namespace, seconds: float, steps: int) -> dict:
