@@ -11,10 +11,10 @@
 #   device tool: run(command="bash benchmarks/gpu_tiny_world.sh train", carry=[".whl"],
 #                    timeout_s=600)
 #
-# `train` runs `ivlite.world.train_t2v --device cuda` for TRAIN_SECONDS (default 420) from the
-# shipped UNet (INIT=ivlite/assets/tiny_world; INIT= starts from scratch) with a fresh frozen text
-# encoder (the shipped one, trained jointly, collapsed the motion words), zero terminal SNR with
-# v prediction and sinusoidal frame positions (README, tiny world), exports the EMA
+# `train` runs `ivlite.world.train_t2v --device cuda` for TRAIN_SECONDS (default 420), continuing
+# the shipped model (run Q2: INIT=ivlite/assets/tiny_world, its UNet and its frozen text encoder,
+# INIT_PARTS=all; INIT= starts from scratch) on zero terminal SNR with v prediction and sinusoidal
+# frame positions (README, tiny world), exports the EMA
 # weights and copies unet/, text_encoder/, scheduler/ and the log to $OUT. Extra arguments go to
 # train_t2v (they override the defaults below, e.g. --batch 32). Ship the result as the README's
 # tiny-world section says (copy the three folders into ivlite/assets/tiny_world, write_manifest).
@@ -48,7 +48,9 @@ diffusers.__version__, 'transformers', transformers.__version__, 'cuda', torch.c
 INIT=${INIT-ivlite/assets/tiny_world}
 args=(--vae ivlite/assets/tiny_world/vae --out "$RUN" --schedule zero-snr-v --snr-floor 1
       --frame-positions sinusoidal --image-steps 300 --video-steps 100000 --save-every 250)
-[ -n "$INIT" ] && args+=(--init-from "$INIT" --init-parts unet)
+# INIT_PARTS=unet takes the UNet only, with a fresh frozen encoder and a new image stage (what
+# run Q2 did from run C, whose jointly trained encoder had collapsed the motion words).
+[ -n "$INIT" ] && args+=(--init-from "$INIT" --init-parts "${INIT_PARTS:-all}")
 # train_t2v checkpoints every --save-every steps; the timeout stops it and the export below
 # takes the last checkpoint's EMA weights.
 timeout "${TRAIN_SECONDS:-420}" "$PYTHON" -m ivlite.world.train_t2v "${args[@]}" "$@" \
