@@ -226,3 +226,26 @@ def test_edit_vs_sample_appends_only_rows_scored_against_the_same_base():
     other = {**new, "base": {**old["base"], "edit_reward": {"mean": 0.0, "std": 0.0}}}
     with pytest.raises(SystemExit, match="edit_reward differs"):
         module.merge(old, other)
+
+
+def test_sample_speed_times_clips_and_refuses_bad_counts(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sample_speed.py"
+    spec = importlib.util.spec_from_file_location("sample_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit):
+        module.main(["--clips", "0", "--out", str(tmp_path / "x.json")])
+    assert "--clips=0: must be >= 1" in capsys.readouterr().err
+    out = tmp_path / "speed.json"
+    r = module.main(["--threads", "1", "--clips", "2", "--batch", "2", "--ddim-steps", "2",
+                     "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(r))
+    row, = r["rows"]
+    assert row["threads"] == 1 and row["clips"] == 2 and row["batch"] == 2
+    s = row["seconds_per_clip"]
+    assert 0 < s["min"] <= s["median"] <= s["max"] and row["batch_seconds_per_clip"] > 0
+    assert not (tmp_path / "x.json").exists()
