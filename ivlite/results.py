@@ -241,6 +241,25 @@ def target_lines(results: dict) -> list[str]:
     return out
 
 
+def steps_table(results: dict, settings: Sequence[str], split: str = "in_domain") -> str:
+    """The settings sorted by the optimizer steps their budget bought: UNet calls per step, steps,
+    the paired oracle-score gain over the base model and the samples' temporal consistency on
+    ``split`` (plain text, one line per setting, the base model's consistency in the header)."""
+    rows = results["settings"]
+
+    def consistency(name: str) -> float:
+        return rows[name]["eval"]["splits"][split]["temporal_consistency"]["mean"]
+
+    lines = [f"{'setting':14s} {'UNet calls':>10s} {'steps':>5s} {'oracle gain':>11s} "
+             f"{'consistency':>11s}   ({SPLIT_NAMES[split]}; the base model's consistency "
+             f"{consistency('base'):.3f})"]
+    for name in sorted(settings, key=lambda n: -rows[n]["steps"]):
+        gain = rows[name]["delta_vs_base"][split]["oracle_score"]
+        lines.append(f"{name:14s} {rows[name]['unet_calls_per_step']:10d} {rows[name]['steps']:5d} "
+                     f"{gain:+11.3f} {consistency(name):11.3f}")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- cost
 
 

@@ -249,3 +249,16 @@ def test_sample_speed_times_clips_and_refuses_bad_counts(tmp_path, capsys):
     s = row["seconds_per_clip"]
     assert 0 < s["min"] <= s["median"] <= s["max"] and row["batch_seconds_per_clip"] > 0
     assert not (tmp_path / "x.json").exists()
+
+
+def test_steps_table_sorts_by_steps_and_reads_the_paired_gain():
+    r = results.load_results("ablations_model_4700")
+    names = [n for n in r["settings"] if n != "base"]
+    lines = results.steps_table(r, names).splitlines()
+    assert lines[0].endswith(f"(in-domain; the base model's consistency "
+                             f"{r['settings']['base']['eval']['splits']['in_domain']['temporal_consistency']['mean']:.3f})")
+    steps = [int(line.split()[2]) for line in lines[1:]]
+    assert len(steps) == len(names) and steps == sorted(steps, reverse=True)
+    row = next(line for line in lines[1:] if line.startswith("instructvideo "))
+    gain = r["settings"]["instructvideo"]["delta_vs_base"]["in_domain"]["oracle_score"]
+    assert f"{gain:+.3f}" in row.split()
