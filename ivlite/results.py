@@ -51,6 +51,9 @@ FILES = {
     "edit_vs_sample_model_4700_lr2e-4": "edit_vs_sample_tiny_model_4700_lr2e-4",
     "overoptimisation_model_4700": "overoptimisation_tiny_model_4700_lr1e-3",
     "ablations_model_4700": "ablations_tiny_model_4700_lr1e-3",
+    # and on the model shipped now, run Q2 (EMA at step 13100)
+    "baselines_model_q2": "ablations_tiny_model_q2_baselines_lr1e-3",
+    "ablations_model_q2": "ablations_tiny_model_q2_lr1e-3",
 }
 """Short names of the committed result files (``benchmarks/results/<stem>.json``)."""
 
