@@ -108,6 +108,24 @@ def _die_while_writing(step: int):
     return patch
 
 
+def _hold_after(step: int):
+    """For the child: pause before computing step ``step + 2``, so that a kill aimed at a random
+    moment of step ``step + 1`` always finds the run alive and short of its end, however fast this
+    machine runs (on a fast one the kill lands in the pause: still a valid kill point)."""
+    def patch():
+        import ivlite.trainer as trainer
+
+        real = trainer._train_step
+
+        def train_step(cfg, index, *args, **kwargs):  # index 0 computes step 1
+            if index == step + 1:
+                time.sleep(3600)
+            return real(cfg, index, *args, **kwargs)
+
+        trainer._train_step = train_step
+    return patch
+
+
 def test_sigkill_at_random_points_then_resume_gives_the_same_adapter(tmp_path):
     reference = finetune(Config.preset("tiny-random", out_dir=str(tmp_path / "straight"),
                                        max_steps=STEPS, save_every=SAVE_EVERY, **FAST),
@@ -125,7 +143,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_same_adapter(tmp_path):
         assert step > max_logged, f"kill points {points}: the run got too far"
         fraction = rng.uniform(0.0, 1.0)
         points.append((step, round(fraction, 2)))
-        pid = _fork_cli(args + ["--resume", "true"])
+        pid = _fork_cli(args + ["--resume", "true"], before=_hold_after(step))
         _kill_after(pid, run, step, fraction)
         _assert_latest_is_complete(run)
 
