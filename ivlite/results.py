@@ -54,6 +54,8 @@ FILES = {
     # and on the model shipped now, run Q2 (EMA at step 13100)
     "baselines_model_q2": "ablations_tiny_model_q2_baselines_lr1e-3",
     "ablations_model_q2": "ablations_tiny_model_q2_lr1e-3",
+    "edit_vs_sample_model_q2": "edit_vs_sample_tiny_model_q2_lr1e-3",
+    "overoptimisation_model_q2": "overoptimisation_tiny_model_q2_lr1e-3",
 }
 """Short names of the committed result files (``benchmarks/results/<stem>.json``)."""
 
