@@ -38,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clips", type=int, default=10, help="clips timed one at a time (>= 1)")
     p.add_argument("--batch", type=int, default=8, help="clips in the timed batch (>= 1)")
     p.add_argument("--ddim-steps", type=int, default=20)
+    p.add_argument("--guidance-scale", type=float, default=3.0,
+                   help="classifier-free guidance (the demo's and the report's)")
     p.add_argument("--world", default=None, help="tiny-world folder (default: the shipped one)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sample_speed_tiny.json"))
     p.add_argument("--note", default=None, help="a note stored with the results")
@@ -51,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("clips", "batch", "ddim_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)}: must be >= 1")
+    if not args.guidance_scale >= 0:
+        p.error(f"--guidance-scale={args.guidance_scale}: must be >= 0 (1 = no guidance)")
     return args
 
 
@@ -61,10 +65,11 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(model, threads: int, clips: int, batch: int, ddim_steps: int) -> dict:
+def measure(model, threads: int, clips: int, batch: int, ddim_steps: int,
+            guidance_scale: float) -> dict:
     torch.set_num_threads(threads)
     sample = lambda prompts, seed: sample_clips(model, prompts, ddim_steps=ddim_steps,  # noqa: E731
-                                                seed=seed)
+                                                guidance_scale=guidance_scale, seed=seed)
     sample([PROMPT], 0)  # warm-up: first-call allocations and kernel selection
     walls, cpus = zip(*(_timed(lambda i=i: sample([PROMPT], i + 1)) for i in range(clips)))
     batch_wall, _ = _timed(lambda: sample([PROMPT] * batch, 100))
@@ -79,9 +84,10 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     model = load_tiny_world(args.world) if args.world else load_tiny_world()
     info = machine_info(args.note)
-    rows = [measure(model, t, args.clips, args.batch, args.ddim_steps) for t in args.threads]
+    rows = [measure(model, t, args.clips, args.batch, args.ddim_steps, args.guidance_scale)
+            for t in args.threads]
     results = {"benchmark": "sample_speed", "prompt": PROMPT, "ddim_steps": args.ddim_steps,
-               "guidance_scale": 3.0, "frames": 16, "unet_evaluations_per_clip": args.ddim_steps,
+               "guidance_scale": args.guidance_scale, "frames": 16, "unet_evaluations_per_clip": args.ddim_steps,
                "machine": {**info, "load_average_end": machine_info()["load_average_1_5_15"]},
                "rows": rows}
     out = Path(args.out)

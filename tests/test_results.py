@@ -241,9 +241,12 @@ def test_sample_speed_times_clips_and_refuses_bad_counts(tmp_path, capsys):
         module.main(["--clips", "0", "--out", str(tmp_path / "x.json")])
     assert "--clips=0: must be >= 1" in capsys.readouterr().err
     out = tmp_path / "speed.json"
+    with pytest.raises(SystemExit):
+        module.main(["--guidance-scale", "-1", "--out", str(tmp_path / "x.json")])
+    assert "--guidance-scale=-1.0: must be >= 0" in capsys.readouterr().err
     r = module.main(["--threads", "1", "--clips", "2", "--batch", "2", "--ddim-steps", "2",
-                     "--out", str(out)])
-    assert json.loads(out.read_text()) == json.loads(json.dumps(r))
+                     "--guidance-scale", "1.5", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(r)) and r["guidance_scale"] == 1.5
     row, = r["rows"]
     assert row["threads"] == 1 and row["clips"] == 2 and row["batch"] == 2
     s = row["seconds_per_clip"]
