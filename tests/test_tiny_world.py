@@ -536,3 +536,14 @@ def test_train_t2v_on_cuda_follows_the_cpu_run(tmp_path, monkeypatch):
     assert losses["cuda"] == pytest.approx(losses["cpu"], rel=1e-3)
     build_unet().load_state_dict(load_weights(tmp_path / "cuda" / "export" / "unet" /
                                               "model.safetensors"))
+
+
+def test_ema_update_moves_every_parameter_by_one_minus_decay():
+    from ivlite.world.training import ema_update
+
+    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in ema.parameters()]
+    ema_update(ema, model, 0.9)
+    for e, b, p in zip(ema.parameters(), before, model.parameters()):
+        assert torch.allclose(e, 0.9 * b + 0.1 * p)
+    assert all(not e.requires_grad or e.grad is None for e in ema.parameters())

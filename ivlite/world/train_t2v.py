@@ -376,13 +376,12 @@ def train(args: argparse.Namespace) -> dict:
         pred = unet(xt, t, encoder_hidden_states=emb).sample
         if args.schedule == "zero-snr-v":
             target = sched.get_velocity(x0, noise, t)
-        per_sample = (pred - target).square().mean(dim=(1, 2, 3, 4))
-        if args.schedule == "zero-snr-v":
             # A v error e is an x0 error sqrt(1 - abar) e: weight x0 as Min-SNR does for epsilon.
             ab = alphas_cumprod[t]
             weight = (ab / (1 - ab)).clamp(min=args.snr_floor, max=args.snr_gamma) * (1 - ab)
         else:
             weight = min_snr_weight(alphas_cumprod, t, args.snr_gamma, args.snr_floor)
+        per_sample = (pred - target).square().mean(dim=(1, 2, 3, 4))
         if free.any():
             weight = torch.where(free, min_snr_weight(alphas_cumprod, t, args.snr_gamma,
                                                       args.signal_free_floor), weight)
