@@ -160,10 +160,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(out)
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps={args.steps} must be an integer >= 1")
-    from .world.demo import run_demo, summary_table
+    from .world.demo import run_demo, summary_table, target_lines
 
     metrics = run_demo(out, steps=args.steps)
     print(summary_table(metrics), end="")
+    print("; ".join(target_lines(metrics)))
     print(f"{metrics['steps']} steps in {metrics['seconds']:.0f} s; videos, reward curve, adapter "
           f"and metrics.json in {out}")
     return 0

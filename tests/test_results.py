@@ -254,6 +254,34 @@ def test_sample_speed_times_clips_and_refuses_bad_counts(tmp_path, capsys):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_demo_lr_scores_each_rate_twice_and_refuses_bad_rates(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_lr.py"
+    spec = importlib.util.spec_from_file_location("demo_lr", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for argv, message in ((["--learning-rates", "0"], "each rate must be > 0"),
+                          (["--learning-rates", "fast"], "expected comma-separated numbers"),
+                          (["--check-seeds", "0"], "--check-seeds=0: must be >= 1")):
+        with pytest.raises(SystemExit):
+            module.main(argv + ["--out", str(tmp_path / "x.json")])
+        assert message in capsys.readouterr().err
+    out = tmp_path / "demo_lr.json"
+    r = module.main(["--learning-rates", "1e-3", "--steps", "1", "--per-split", "1", "--seeds", "1",
+                     "--check-seeds", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(r))
+    run, = r["runs"].values()
+    assert run["steps"] == 1 and (tmp_path / "runs" / "lr0.001" / "metrics.json").is_file()
+    assert set(run["check"]) == set(r["check_base"]) == {"in_domain", "held_out", "out_of_domain"}
+    # the check scores the base model on other noise than the demo's
+    assert run["check_as_metrics"]["splits"]["in_domain"]["before"]["proxy_reward"]["mean"] != \
+        run["demo"]["splits"]["in_domain"]["before"]["proxy_reward"]["mean"]
+    assert "| 0.001 | check | held_out |" in out.with_suffix(".md").read_text()
+
+
 def test_steps_table_sorts_by_steps_and_reads_the_paired_gain():
     r = results.load_results("ablations_model_4700")
     names = [n for n in r["settings"] if n != "base"]

@@ -117,7 +117,7 @@ def test_training_scripts_run_resume_and_export(tmp_path):
 def test_demo_writes_every_file(world_dir, tmp_path):
     from ivlite.config import Config
     from ivlite.rewards import ClipReward
-    from ivlite.world.demo import run_demo, summary_table
+    from ivlite.world.demo import demo_target, run_demo, summary_table
     from ivlite.world.data import world_clips
     from ivlite.world.reward_model import build_tiny_hps, tiny_hps_tokenizer
 
@@ -136,8 +136,32 @@ def test_demo_writes_every_file(world_dir, tmp_path):
                                                            "temporal_consistency"}
     assert (out / "reward_curve.png").stat().st_size > 1000
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
-    assert json.loads((out / "metrics.json").read_text())["steps"] == 2
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["steps"] == 2 and written["target"] == demo_target(metrics)
     assert "| in_domain |" in summary_table(metrics)
+
+
+def _split(before: dict, after: dict) -> dict:
+    return {when: {k: {"mean": v, "std": 0.0} for k, v in values.items()}
+            for when, values in (("before", before), ("after", after))}
+
+
+def test_demo_target_checks_each_criterion_on_each_split():
+    from ivlite.world.demo import demo_target, target_lines
+
+    base = {"proxy_reward": 0.6, "oracle_score": 0.8, "temporal_consistency": 0.50}
+    good = {"proxy_reward": 0.7, "oracle_score": 0.9, "temporal_consistency": 0.49}  # -2%: kept
+    metrics = {"splits": {s: _split(base, good) for s in ("in_domain", "held_out")}}
+    assert demo_target(metrics)["met"] and target_lines(metrics)[-1] == "target met"
+    metrics["splits"]["held_out"] = _split(base, {**good, "temporal_consistency": 0.489})
+    checks = demo_target(metrics)
+    assert not checks["met"] and checks["consistency_kept"] == {"in_domain": True,
+                                                                 "held_out": False}
+    assert checks["proxy_up"] == checks["oracle_up"] == {"in_domain": True, "held_out": True}
+    lines = target_lines(metrics)
+    assert lines[2] == "temporal consistency down by at most 2%: not on held_out"
+    metrics["splits"]["in_domain"] = _split(base, {**good, "oracle_score": 0.8})  # equal: not up
+    assert demo_target(metrics)["oracle_up"]["in_domain"] is False
 
 
 @pytest.mark.skipif(not (SHIPPED / "unet" / "model.safetensors").is_file(),

@@ -113,6 +113,7 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, per_spl
                           for s in prompts},
                "steps": result.steps, "seconds": round(time.time() - t0, 1),
                "config": cfg.to_dict()}
+    metrics["target"] = demo_target(metrics)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if (result.out_dir / "adapter").is_dir():
         import shutil
@@ -131,3 +132,41 @@ def summary_table(metrics: dict) -> str:
                            "temporal_consistency")]
         rows.append(f"| {split} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+TARGET_TC_DROP = 0.02
+"""The demo's target allows temporal consistency to fall by at most this fraction per split."""
+
+
+def demo_target(metrics: dict) -> dict:
+    """The project's target for the demo, checked per split on ``metrics`` (as written by
+    :func:`run_demo`): the proxy reward rises, the oracle's score rises, and the temporal
+    consistency falls by at most :data:`TARGET_TC_DROP` of its value before. Returns
+    ``{criterion: {split: bool}}`` for ``proxy_up``, ``oracle_up`` and ``consistency_kept``,
+    and ``met`` (every criterion on every split)."""
+    def mean(split: dict, when: str, key: str) -> float:
+        return split[when][key]["mean"]
+
+    checks: dict = {"proxy_up": {}, "oracle_up": {}, "consistency_kept": {}}
+    for name, split in metrics["splits"].items():
+        checks["proxy_up"][name] = mean(split, "after", "proxy_reward") > mean(
+            split, "before", "proxy_reward")
+        checks["oracle_up"][name] = mean(split, "after", "oracle_score") > mean(
+            split, "before", "oracle_score")
+        checks["consistency_kept"][name] = mean(split, "after", "temporal_consistency") >= (
+            1 - TARGET_TC_DROP) * mean(split, "before", "temporal_consistency")
+    checks["met"] = all(all(v.values()) for v in checks.values())
+    return checks
+
+
+def target_lines(metrics: dict) -> list[str]:
+    """One line per criterion of :func:`demo_target`: which splits pass."""
+    checks = demo_target(metrics)
+    names = {"proxy_up": "proxy reward up", "oracle_up": "oracle score up",
+             "consistency_kept": f"temporal consistency down by at most {TARGET_TC_DROP:.0%}"}
+    lines = []
+    for key, label in names.items():
+        failed = [s for s, ok in checks[key].items() if not ok]
+        lines.append(f"{label}: " + ("every split" if not failed else "not on " + ", ".join(failed)))
+    lines.append("target " + ("met" if checks["met"] else "not met"))
+    return lines
