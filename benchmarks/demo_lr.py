@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 from ivlite.ablations import machine_info  # noqa: E402
 from ivlite.config import Config  # noqa: E402
 from ivlite.evaluation import evaluate_splits, world_splits  # noqa: E402
+from ivlite.results import DEMO_METRICS, demo_lr_markdown  # noqa: E402
 from ivlite.rewards import build_reward  # noqa: E402
 from ivlite.world.demo import demo_target, run_demo, target_lines  # noqa: E402
 from ivlite.world.tiny_models import load_tiny_world  # noqa: E402
 
-METRICS = ("proxy_reward", "oracle_score", "oracle_frame_quality", "temporal_consistency")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,26 +76,9 @@ def check_summary(result: dict) -> dict:
 
 def as_metrics(before: dict, after: dict) -> dict:
     """Two check summaries in the demo's ``metrics`` layout, for :func:`demo_target`."""
-    return {"splits": {s: {when: {k: {"mean": side[s][k]} for k in METRICS}
+    return {"splits": {s: {when: {k: {"mean": side[s][k]} for k in DEMO_METRICS}
                            for when, side in (("before", before), ("after", after))}
                        for s in before}}
-
-
-def markdown(results: dict) -> str:
-    rows = ["| learning rate | scored by | split | proxy reward | oracle score | frame quality | "
-            "temporal consistency |", "|---|---|---|---|---|---|---|"]
-    for lr, r in results["runs"].items():
-        for scorer, metrics in (("demo", r["demo"]), ("check", r["check_as_metrics"])):
-            for split, m in metrics["splits"].items():
-                cells = [f"{m['before'][k]['mean']:.3f} -> {m['after'][k]['mean']:.3f}"
-                         for k in METRICS]
-                rows.append(f"| {lr} | {scorer} | {split} | " + " | ".join(cells) + " |")
-    lines = ["\n".join(rows), ""]
-    for lr, r in results["runs"].items():
-        lines.append(f"- {lr}, {r['steps']} steps in {r['seconds']:.0f} s: demo: "
-                     + "; ".join(r["demo_target_lines"]) + ". Check: "
-                     + "; ".join(r["check_target_lines"]) + ".")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> dict:
@@ -126,7 +109,8 @@ def main(argv=None) -> dict:
         check_metrics = as_metrics(results["check_base"], check)
         results["runs"][f"{lr:g}"] = {
             "steps": demo["steps"], "seconds": demo["seconds"],
-            "demo": {"splits": {s: {w: {k: m[w][k] for k in METRICS} for w in ("before", "after")}
+            "demo": {"splits": {s: {w: {k: m[w][k] for k in DEMO_METRICS}
+                                    for w in ("before", "after")}
                                 for s, m in demo["splits"].items()}},
             "demo_target": demo_target(demo), "demo_target_lines": target_lines(demo),
             "check": check, "check_as_metrics": check_metrics,
@@ -135,8 +119,8 @@ def main(argv=None) -> dict:
         results["total_seconds"] = round(time.time() - t0, 1)
         out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"learning rate {lr:g}: demo: " + "; ".join(target_lines(demo)), flush=True)
-    out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results), end="")
+    out.with_suffix(".md").write_text(demo_lr_markdown(results))
+    print(demo_lr_markdown(results), end="")
     return results
 
 

@@ -15,6 +15,7 @@ turns them into tables and figures without running anything heavy:
   config, live), :func:`predicted_step_forwards`, :func:`predicted_ratio` and
   :func:`cost_markdown`; :func:`step_sensitivity` (how much one DDIM step's output moves per unit
   change of its noise prediction, live from the scheduler);
+- the demo at several learning rates: :func:`demo_lr_markdown`;
 - over-optimisation: :func:`early_stop_rules` (the trainer's patience rule applied afresh to the
   recorded curve) and :func:`curve_markdown`;
 - figures: :func:`plot_cost`, :func:`plot_deltas`, :func:`plot_training_rewards`,
@@ -56,6 +57,8 @@ FILES = {
     "ablations_model_q2": "ablations_tiny_model_q2_lr1e-3",
     "edit_vs_sample_model_q2": "edit_vs_sample_tiny_model_q2_lr1e-3",
     "overoptimisation_model_q2": "overoptimisation_tiny_model_q2_lr1e-3",
+    # ivlite demo on the shipped model at several learning rates, each adapter scored twice
+    "demo_lr": "demo_lr_tiny",
 }
 """Short names of the committed result files (``benchmarks/results/<stem>.json``)."""
 
@@ -351,6 +354,31 @@ def step_sensitivity(ddim_steps: int = 20) -> list[dict[str, float]]:
                     "dx0_deps": float(b.pred_original_sample - a.pred_original_sample),
                     "dxprev_deps": float(b.prev_sample - a.prev_sample)})
     return out
+
+
+# ----------------------------------------------------------------------------- the demo
+
+
+DEMO_METRICS = ("proxy_reward", "oracle_score", "oracle_frame_quality", "temporal_consistency")
+
+
+def demo_lr_markdown(results: dict) -> str:
+    """``benchmarks/demo_lr.py``'s file as a table (per rate, scorer and split: before -> after of
+    the demo's four means) and one line per rate on the demo's target, by either scorer."""
+    rows = ["| learning rate | scored by | split | proxy reward | oracle score | frame quality | "
+            "temporal consistency |", "|---|---|---|---|---|---|---|"]
+    for lr, r in results["runs"].items():
+        for scorer, metrics in (("demo", r["demo"]), ("check", r["check_as_metrics"])):
+            for split, m in metrics["splits"].items():
+                cells = [f"{m['before'][k]['mean']:.3f} -> {m['after'][k]['mean']:.3f}"
+                         for k in DEMO_METRICS]
+                rows.append(f"| {lr} | {scorer} | {split} | " + " | ".join(cells) + " |")
+    lines = ["\n".join(rows), ""]
+    for lr, r in results["runs"].items():
+        lines.append(f"- {lr}, {r['steps']} steps in {r['seconds']:.0f} s: demo: "
+                     + "; ".join(r["demo_target_lines"]) + ". Check: "
+                     + "; ".join(r["check_target_lines"]) + ".")
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- over-optimisation

@@ -167,6 +167,7 @@ def target_lines(metrics: dict) -> list[str]:
     lines = []
     for key, label in names.items():
         failed = [s for s, ok in checks[key].items() if not ok]
-        lines.append(f"{label}: " + ("every split" if not failed else "not on " + ", ".join(failed)))
+        lines.append(f"{label}: "
+                     + ("every split" if not failed else "not on " + ", ".join(failed)))
     lines.append("target " + ("met" if checks["met"] else "not met"))
     return lines
