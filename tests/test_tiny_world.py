@@ -382,6 +382,11 @@ def test_text_encoder_freeze_keeps_its_init_and_init_parts_unet_restarts_the_sch
     mixed = {k: 0.1 * source[k].float() + 0.9 * live[k] for k in source}
     gap = sum(float((cont["unet"][k].float() - mixed[k]).norm()) for k in source)
     assert gap < 0.01 * sum(float((live[k] - source[k].float()).norm()) for k in source)
+    # ... and so does the learning rate's warm-up: the fresh optimizer's first step gets 1/4.
+    run("warm", "--image-steps", "2", "--video-steps", "2", "--warmup", "4",
+        "--init-from", str(tmp_path / "frozen" / "export"))
+    log = [json.loads(l) for l in (tmp_path / "warm" / "log.jsonl").read_text().splitlines()]
+    assert [(l["step"], l["lr"]) for l in log] == [(4, 1e-2 / 4)]
 
 
 def test_word_sensitivity_swaps_one_word_and_scores_every_timestep(world_dir):

@@ -353,7 +353,9 @@ def train(args: argparse.Namespace) -> dict:
     for step in range(start, total):
         gen = step_rng(args.seed, step)
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))  # dropout masks
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        # The warm-up counts from the optimizer's first step: an --init-parts all run starts a
+        # fresh AdamW at the export's step count, and its first updates need the warm-up too.
+        lr = args.lr * min(1.0, (step + 1 - ema_start) / args.warmup)
         for group in opt.param_groups:
             group["lr"] = lr * group.get("scale", 1.0)
         frozen = step < args.image_steps and args.image_stage_temporal == "freeze"
