@@ -57,6 +57,7 @@ FILES = {
     "ablations_model_q2": "ablations_tiny_model_q2_lr1e-3",
     "edit_vs_sample_model_q2": "edit_vs_sample_tiny_model_q2_lr1e-3",
     "overoptimisation_model_q2": "overoptimisation_tiny_model_q2_lr1e-3",
+    "tar_model_q2": "ablations_tiny_model_q2_tar_lr1e-3",
     # ivlite demo on the shipped model at several learning rates, each adapter scored twice
     "demo_lr": "demo_lr_tiny",
 }
