@@ -37,7 +37,6 @@ from ivlite.world.demo import demo_target, run_demo, target_lines  # noqa: E402
 from ivlite.world.tiny_models import load_tiny_world  # noqa: E402
 
 
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--learning-rates", default="1e-4,2e-4,5e-4,1e-3",
@@ -83,12 +82,13 @@ def as_metrics(before: dict, after: dict) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    reward = build_reward("tiny-hps")
     preset = Config.preset("tiny-world")
+    reward = build_reward(preset.reward)
     splits = world_splits(args.per_split)
-    check_kw = dict(seeds=args.check_seeds, num_frames=preset.num_frames, height=32, width=32,
-                    ddim_steps=preset.ddim_steps, guidance_scale=preset.guidance_scale,
-                    segments=preset.segments, seed=0, reward_name=preset.reward)
+    check_kw = dict(seeds=args.check_seeds, num_frames=preset.num_frames, height=preset.height,
+                    width=preset.width, ddim_steps=preset.ddim_steps,
+                    guidance_scale=preset.guidance_scale, segments=preset.segments, seed=0,
+                    reward_name=preset.reward)
     t0 = time.time()
     results = {"benchmark": "demo_lr", "args": vars(args), "machine": machine_info(args.note),
                "check_protocol": {k: v for k, v in check_kw.items() if k != "reward_name"},
