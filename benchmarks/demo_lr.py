@@ -45,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--per-split", type=int, default=6, help="prompts per split (the demo's 6)")
     p.add_argument("--seeds", type=int, default=2, help="the demo's clips per prompt")
     p.add_argument("--check-seeds", type=int, default=4, help="clips per prompt of the check")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the fine-tuning's seed (training clips, their order and noise; default: "
+                        "the preset's); the evaluations' prompts and noise stay fixed")
     p.add_argument("--runs", default="runs/demo_lr", help="folder for each rate's demo output")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "demo_lr_tiny.json"))
     p.add_argument("--note", default=None, help="a note stored with the results")
@@ -61,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)}: must be >= 1")
     if args.steps is not None and args.steps < 1:
         p.error(f"--steps={args.steps}: must be >= 1")
+    if args.seed is not None and args.seed < 0:
+        p.error(f"--seed={args.seed}: must be >= 0")
     return args
 
 
@@ -101,7 +106,8 @@ def main(argv=None) -> dict:
         folder = Path(args.runs) / f"lr{lr:g}"
         if folder.exists():
             shutil.rmtree(folder)
-        cfg = preset.override({"learning_rate": lr})
+        cfg = preset.override({"learning_rate": lr,
+                               **({"seed": args.seed} if args.seed is not None else {})})
         model = load_tiny_world()  # fresh: the demo adds its LoRA to the model in place
         demo = run_demo(folder, steps=args.steps, per_split=args.per_split, seeds=args.seeds,
                         model=model, reward=reward, config=cfg, progress=False)

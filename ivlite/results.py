@@ -60,6 +60,8 @@ FILES = {
     "tar_model_q2": "ablations_tiny_model_q2_tar_lr1e-3",
     # ivlite demo on the shipped model at several learning rates, each adapter scored twice
     "demo_lr": "demo_lr_tiny",
+    "demo_lr_seed1": "demo_lr_tiny_seed1",   # the preset's rate, other fine-tuning seeds
+    "demo_lr_seed2": "demo_lr_tiny_seed2",
 }
 """Short names of the committed result files (``benchmarks/results/<stem>.json``)."""
 

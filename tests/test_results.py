@@ -265,16 +265,19 @@ def test_demo_lr_scores_each_rate_twice_and_refuses_bad_rates(tmp_path, capsys):
     spec.loader.exec_module(module)
     for argv, message in ((["--learning-rates", "0"], "each rate must be > 0"),
                           (["--learning-rates", "fast"], "expected comma-separated numbers"),
-                          (["--check-seeds", "0"], "--check-seeds=0: must be >= 1")):
+                          (["--check-seeds", "0"], "--check-seeds=0: must be >= 1"),
+                          (["--seed", "-1"], "--seed=-1: must be >= 0")):
         with pytest.raises(SystemExit):
             module.main(argv + ["--out", str(tmp_path / "x.json")])
         assert message in capsys.readouterr().err
     out = tmp_path / "demo_lr.json"
     r = module.main(["--learning-rates", "1e-3", "--steps", "1", "--per-split", "1", "--seeds", "1",
-                     "--check-seeds", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+                     "--check-seeds", "1", "--seed", "3", "--runs", str(tmp_path / "runs"),
+                     "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(r))
     run, = r["runs"].values()
-    assert run["steps"] == 1 and (tmp_path / "runs" / "lr0.001" / "metrics.json").is_file()
+    written = json.loads((tmp_path / "runs" / "lr0.001" / "metrics.json").read_text())
+    assert run["steps"] == 1 and written["config"]["seed"] == 3 == r["args"]["seed"]
     assert set(run["check"]) == set(r["check_base"]) == {"in_domain", "held_out", "out_of_domain"}
     # the check scores the base model on other noise than the demo's
     assert run["check_as_metrics"]["splits"]["in_domain"]["before"]["proxy_reward"]["mean"] != \
