@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 from ivlite.ablations import machine_info  # noqa: E402
 from ivlite.config import Config  # noqa: E402
 from ivlite.evaluation import evaluate_splits, world_splits  # noqa: E402
-from ivlite.results import DEMO_METRICS, demo_lr_markdown  # noqa: E402
+from ivlite.results import demo_lr_markdown  # noqa: E402
 from ivlite.rewards import build_reward  # noqa: E402
-from ivlite.world.demo import demo_target, run_demo, target_lines  # noqa: E402
+from ivlite.world.demo import REPORTED, demo_target, run_demo, target_lines  # noqa: E402
 from ivlite.world.tiny_models import load_tiny_world  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def check_summary(result: dict) -> dict:
 
 def as_metrics(before: dict, after: dict) -> dict:
     """Two check summaries in the demo's ``metrics`` layout, for :func:`demo_target`."""
-    return {"splits": {s: {when: {k: {"mean": side[s][k]} for k in DEMO_METRICS}
+    return {"splits": {s: {when: {k: {"mean": side[s][k]} for k in REPORTED}
                            for when, side in (("before", before), ("after", after))}
                        for s in before}}
 
@@ -115,7 +115,7 @@ def main(argv=None) -> dict:
         check_metrics = as_metrics(results["check_base"], check)
         results["runs"][f"{lr:g}"] = {
             "steps": demo["steps"], "seconds": demo["seconds"],
-            "demo": {"splits": {s: {w: {k: m[w][k] for k in DEMO_METRICS}
+            "demo": {"splits": {s: {w: {k: m[w][k] for k in REPORTED}
                                     for w in ("before", "after")}
                                 for s, m in demo["splits"].items()}},
             "demo_target": demo_target(demo), "demo_target_lines": target_lines(demo),

@@ -87,7 +87,8 @@ def main(argv=None) -> dict:
     rows = [measure(model, t, args.clips, args.batch, args.ddim_steps, args.guidance_scale)
             for t in args.threads]
     results = {"benchmark": "sample_speed", "prompt": PROMPT, "ddim_steps": args.ddim_steps,
-               "guidance_scale": args.guidance_scale, "frames": 16, "unet_evaluations_per_clip": args.ddim_steps,
+               "guidance_scale": args.guidance_scale, "frames": 16,
+               "unet_evaluations_per_clip": args.ddim_steps,
                "machine": {**info, "load_average_end": machine_info()["load_average_1_5_15"]},
                "rows": rows}
     out = Path(args.out)

@@ -362,19 +362,18 @@ def step_sensitivity(ddim_steps: int = 20) -> list[dict[str, float]]:
 # ----------------------------------------------------------------------------- the demo
 
 
-DEMO_METRICS = ("proxy_reward", "oracle_score", "oracle_frame_quality", "temporal_consistency")
-
-
 def demo_lr_markdown(results: dict) -> str:
     """``benchmarks/demo_lr.py``'s file as a table (per rate, scorer and split: before -> after of
     the demo's four means) and one line per rate on the demo's target, by either scorer."""
+    from .world.demo import REPORTED
+
     rows = ["| learning rate | scored by | split | proxy reward | oracle score | frame quality | "
             "temporal consistency |", "|---|---|---|---|---|---|---|"]
     for lr, r in results["runs"].items():
         for scorer, metrics in (("demo", r["demo"]), ("check", r["check_as_metrics"])):
             for split, m in metrics["splits"].items():
                 cells = [f"{m['before'][k]['mean']:.3f} -> {m['after'][k]['mean']:.3f}"
-                         for k in DEMO_METRICS]
+                         for k in REPORTED]
                 rows.append(f"| {lr} | {scorer} | {split} | " + " | ".join(cells) + " |")
     lines = ["\n".join(rows), ""]
     for lr, r in results["runs"].items():

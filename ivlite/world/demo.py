@@ -122,14 +122,17 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, per_spl
     return metrics
 
 
+REPORTED = ("proxy_reward", "oracle_score", "oracle_frame_quality", "temporal_consistency")
+"""The per-split means the demo's tables report, in their column order."""
+
+
 def summary_table(metrics: dict) -> str:
     """Markdown table of before -> after per split."""
     rows = ["| split | proxy reward | oracle score | frame quality | temporal consistency |",
             "|---|---|---|---|---|"]
     for split, m in metrics["splits"].items():
         cells = [f"{m['before'][k]['mean']:.4f} -> {m['after'][k]['mean']:.4f}"
-                 for k in ("proxy_reward", "oracle_score", "oracle_frame_quality",
-                           "temporal_consistency")]
+                 for k in REPORTED]
         rows.append(f"| {split} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
