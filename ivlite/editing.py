@@ -1,11 +1,12 @@
 """Reward fine-tuning recast as editing (paper Sec. 3.2.1, Eq. 3-4), and the full-chain baseline.
 
-InstructVideo does not generate a video from pure noise to score it. It takes a real clip's
-latents x_0, noises them to t_start = grid[-int(tau * D)] with q(x_t | x_0) (Eq. 3), and runs only
-the remaining int(tau * D) DDIM steps (Eq. 4): 12 UNet calls instead of 20 at tau = 0.6, D = 20,
-and a chain that starts from a sensible video, which eases optimisation. The full chain (pure
-noise, all D steps) is what DRaFT and other reward fine-tuning methods differentiate through; it is
-here for the baselines.
+InstructVideo does not generate a video from pure noise to score it. It takes a training clip's
+latents x_0 (a real WebVid clip in the paper; :mod:`ivlite.data` lists ivlite's sources), noises
+them to t_start = grid[-int(tau * D)] with q(x_t | x_0) (Eq. 3), and runs only the remaining
+int(tau * D) DDIM steps (Eq. 4): 12 UNet calls instead of 20 at tau = 0.6, D = 20, and a chain
+that starts from a sensible video, which eases optimisation. The full chain (pure noise, all D
+steps) is what DRaFT and other reward fine-tuning methods differentiate through; it is here for
+the baselines.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ from peft import set_peft_model_state_dict
 from .checkpointing import enable_unet_checkpointing
 from .common import resolve_device, seeded_generator, truncate_jsonl
 from .config import Config, ConfigError, first_line
-from .data import LatentClips, check_prompt_lengths, check_video_folder, folder_clips, \
-    generated_clips
+from .data import LatentClips, caption_table, check_prompt_lengths, check_video_folder, \
+    folder_clips, generated_clips, read_captions
 from .early_stop import early_stopping_from_config
 from .lora import ADAPTER_NAME, add_lora, check_adapter_state, lora_config, save_adapter
 from .models import VideoModel, load_video_model
@@ -98,9 +98,9 @@ def check_environment(cfg: Config) -> None:
         parse_reward_spec(cfg.reward)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if cfg.data not in ("generated", "world") and not (Path(cfg.data) / "captions.csv").is_file():
-        raise ConfigError(f"data={cfg.data!r}: expected 'generated', 'world' or a folder "
-                          f"containing captions.csv")
+    if cfg.data not in ("generated", "world") and not caption_table(cfg.data).is_file():
+        raise ConfigError(f"data={cfg.data!r}: expected 'generated', 'world', a folder "
+                          f"containing captions.csv or a .csv file")
     if cfg.model not in BUILT_IN_MODELS and Path(cfg.model).exists() \
             and not (Path(cfg.model) / "unet").is_dir():
         raise ConfigError(f"model={cfg.model!r}: a local model folder must contain unet/, vae/, "
@@ -122,7 +122,7 @@ def _missing_path(name: str) -> bool:
 
 
 def _check_texts(cfg: Config) -> None:
-    """Prompts and a folder's captions.csv rows and videos, checked before any model loads."""
+    """Prompts and a caption table's rows and videos, checked before any model loads."""
     from .tokenizer import clip_tokenizer
 
     # ModelScopeT2V and the tiny models share OpenCLIP's BPE and its 77 positions; a model with
@@ -131,9 +131,9 @@ def _check_texts(cfg: Config) -> None:
     try:
         check_prompt_lengths(tokenizer, cfg.prompts, "prompts")
         if cfg.data not in ("generated", "world"):
-            rows = check_video_folder(cfg.data)
-            check_prompt_lengths(tokenizer, [c for _, _, c in rows],
-                                 f"{cfg.data}/captions.csv caption")
+            check_prompt_lengths(tokenizer, [c for _, c in read_captions(cfg.data)],
+                                 f"{caption_table(cfg.data)} caption")
+            check_video_folder(cfg.data, cfg.num_frames)  # opens every video's header
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from None
 
@@ -224,7 +224,7 @@ def provenance(cfg: Config) -> dict:
 
         sums.update(files(REWARD_FOLDER))
     if cfg.data not in ("generated", "world"):
-        table = Path(cfg.data) / "captions.csv"
+        table = caption_table(cfg.data)
         sums[str(table)] = sha256(table)
     return record
 

@@ -36,7 +36,10 @@ def write_video(frames: torch.Tensor, path: str | Path, fps: int = 8) -> Path:
 
 
 def read_video(path: str | Path, num_frames: int) -> torch.Tensor:
-    """Read a clip and take ``num_frames`` frames evenly spread over it: (F, 3, H, W) in [-1, 1]."""
+    """Read a clip and take ``num_frames`` frames evenly spread over it: (F, 3, H, W) in [-1, 1].
+
+    For viewing and tests; training windows follow the official sampling
+    (:func:`ivlite.clip_sampling.read_clip`)."""
     import imageio.v3 as iio
 
     path = Path(path)
@@ -50,9 +53,13 @@ def read_video(path: str | Path, num_frames: int) -> torch.Tensor:
         data = data[None]
     if data.ndim != 4 or len(data) == 0:
         raise ValueError(f"video {str(path)!r} has no frames (array shape {data.shape})")
+    idx = np.linspace(0, len(data) - 1, num_frames).round().astype(int)
+    return frames_to_tensor(data[idx])
+
+
+def frames_to_tensor(data: np.ndarray) -> torch.Tensor:
+    """Decoded frames (F, H, W, C) uint8, C = 1, 3 or 4 -> (F, 3, H, W) float in [-1, 1]."""
     data = data[..., :3]
     if data.shape[-1] == 1:
         data = np.repeat(data, 3, axis=-1)
-    idx = np.linspace(0, len(data) - 1, num_frames).round().astype(int)
-    frames = torch.from_numpy(data[idx].astype(np.float32)).permute(0, 3, 1, 2)
-    return frames / 127.5 - 1
+    return torch.from_numpy(data.astype(np.float32)).permute(0, 3, 1, 2) / 127.5 - 1

@@ -136,8 +136,9 @@ def _video_folder(tmp_path, table: str, videos=("0.gif",)):
     from ivlite.video_io import write_video
 
     folder = tmp_path / "clips"
-    for name in videos:
-        write_video(torch.zeros(4, 3, 16, 16), folder / name)
+    ramp = torch.linspace(-1, 1, 8).view(8, 1, 1, 1).expand(8, 3, 16, 16)  # 8 distinct frames:
+    for name in videos:  # a GIF merges repeated frames, and the training window needs 8 at 8 fps
+        write_video(ramp, folder / name)
     (folder / "captions.csv").write_bytes(table.encode("utf-8") if isinstance(table, str)
                                           else table)
     return folder
