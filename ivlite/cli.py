@@ -35,7 +35,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                            metavar="VALUE", help=f"default: {getattr(Config(), f.name)!r}")
 
 
-def _config_from_args(args: argparse.Namespace) -> Config:
+def _config_from_args(args: argparse.Namespace, with_prompt: bool = True) -> Config:
     if args.config:
         cfg = Config.from_yaml(args.config)
         if args.preset:
@@ -47,8 +47,8 @@ def _config_from_args(args: argparse.Namespace) -> Config:
         text = getattr(args, "cfg_" + f.name)
         if text is not None:
             values[f.name] = parse_value(f.name, text)
-    if getattr(args, "prompt", None):  # sample/evaluate --prompt: checked like config prompts
-        values["prompts"] = args.prompt
+    if with_prompt and getattr(args, "prompt", None):  # sample/evaluate --prompt: checked
+        values["prompts"] = args.prompt  # like config prompts
     return cfg.override(values).validate()
 
 
@@ -115,22 +115,53 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_captions(cfg: Config, spec: str | None) -> list[str]:
+    """Captions counted as training captions in the evaluation report: those of ``spec`` (a list
+    in VGen's ``video|||caption`` format, or a caption table), else of the config's training
+    data (its prompts for ``generated``, not those of ``--prompt``; the world's in-domain
+    scenes; a table's captions)."""
+    from .data import read_captions
+    from .prompts import read_caption_list
+
+    source = spec or cfg.data
+    if spec is None and cfg.data == "generated":
+        return list(cfg.prompts)
+    if spec is None and cfg.data == "world":
+        from .world.captions import split_scenes
+
+        return [scene.caption for scene in split_scenes("in_domain")]
+    path = Path(source)
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise ConfigError(f"--train-captions={source!r}: no such file")
+        return read_caption_list(path)
+    return [caption for _, caption in read_captions(path)]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     _check_inference_args(args)
     from .evaluation import evaluate, to_markdown
+    from .prompts import training_overlap
     from .rewards import build_reward
 
+    train_captions = _training_captions(_config_from_args(args, with_prompt=False),
+                                        args.train_captions)
+    splits = None
+    if args.splits:
+        from .evaluation import load_splits
+
+        splits = load_splits(args.splits, args.per_split, cfg.seed)  # before the model loads
     model = _load_for_inference(cfg, args.adapter, args.lora_scale)
     reward = build_reward(cfg.reward, cfg.reward_checkpoint)
     if hasattr(reward, "to"):
         reward.to(model.device)
-    if args.splits:  # per prompt split: reward, second judge, oracle, temporal consistency
-        from .evaluation import load_splits, run_split_evaluation, splits_markdown
+    if splits:  # per prompt split: reward, second judge, oracle, temporal consistency
+        from .evaluation import run_split_evaluation, splits_markdown
 
         results = run_split_evaluation(
-            model, reward, load_splits(args.splits, args.per_split, cfg.seed), args.out,
-            seeds=args.seeds, judge=args.judge or "auto", reward_name=cfg.reward,
+            model, reward, splits, args.out, seeds=args.seeds, judge=args.judge or "auto",
+            reward_name=cfg.reward, train_captions=train_captions,
             extra={"model": cfg.model, "adapter": args.adapter}, num_frames=cfg.num_frames,
             height=cfg.height, width=cfg.width, ddim_steps=cfg.ddim_steps,
             guidance_scale=cfg.guidance_scale, segments=cfg.segments, seed=cfg.seed)
@@ -140,7 +171,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        num_frames=cfg.num_frames, height=cfg.height, width=cfg.width,
                        ddim_steps=cfg.ddim_steps, guidance_scale=cfg.guidance_scale,
                        segments=cfg.segments, seed=cfg.seed)
-    results.update(model=cfg.model, adapter=args.adapter, reward=cfg.reward)
+    results.update(model=cfg.model, adapter=args.adapter, reward=cfg.reward,
+                   train_overlap=training_overlap(cfg.prompts, train_captions))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(results, indent=2))
@@ -189,8 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--seeds", type=int, default=1, help="clips per prompt")
             p.add_argument("--splits", default=None, help="evaluate per prompt split: 'world' "
-                           "(the tiny world's in-domain, held-out and out-of-domain prompts) or "
-                           "a YAML file of split: [prompts]")
+                           "(the tiny world's in-domain, held-out and out-of-domain prompts), "
+                           "'paper' (ivlite's animals, new-animals, non-animals), 'vgen:DIR' "
+                           "(the paper's 263/22/46 captions from a local ali-vilab/VGen "
+                           "checkout DIR) or a YAML file of split: [prompts]")
+            p.add_argument("--train-captions", default=None, help="captions the report counts "
+                           "as training captions: a VGen list (.txt, video|||caption lines) or "
+                           "a caption table (.csv or folder); default: the config's "
+                           "training data (its prompts with data=generated)")
             p.add_argument("--per-split", type=int, default=4,
                            help="prompts per split with --splits world")
             p.add_argument("--judge", default=None, help="second judge with --splits: "

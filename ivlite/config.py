@@ -47,8 +47,10 @@ class Config:
 
     # --- data -----------------------------------------------------------------------------------
     data: str = "generated"
-    """``generated`` (clips the base model makes for the prompts, cached), ``world`` (clips of the
-    tiny world's in-domain scenes) or a folder with captions.csv."""
+    """Training clips: ``generated`` (one clip the base model samples per prompt, cached: the
+    WebVid-free path, not real videos), ``world`` (renders of the tiny world's in-domain scenes),
+    or real clips: a folder with captions.csv or a .csv file of local videos and captions (16
+    frames at 8 fps from a seeded start, centre-cropped, as the paper's WebVid loader)."""
     prompts: list[str] = field(default_factory=lambda: [
         "a red circle moving left", "a blue square moving up",
         "a green triangle moving right", "a yellow circle moving down"])
@@ -201,7 +203,7 @@ class Config:
                or (isinstance(self.reward_checkpoint, str) and self.reward_checkpoint != ""),
                "a file path, or null for the reward's default weights")
         _check(self.data, "data", isinstance(self.data, str) and self.data != "",
-               "'generated', 'world' or a folder containing captions.csv")
+               "'generated', 'world', a folder containing captions.csv or a .csv file")
         _check(self.out_dir, "out_dir", isinstance(self.out_dir, str) and self.out_dir != "",
                "a folder path")
         for name in ("tar_normalize", "gradient_checkpointing", "resume"):
@@ -274,7 +276,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "width": 32, "max_steps": 200, "learning_rate": 1e-3, "save_every": 50,
                    "prompts": ["a red circle moving left"]},
     # ModelScopeT2V + HPSv2 as in the paper (batch 8 = 2 per GPU x 4 GPUs; here 1 x accumulation).
-    # Prompts: the 45 in-domain animal captions of ivlite.prompts.
+    # Data: not the paper's 880 WebVid clips but 45 clips the base model generates, one per
+    # in-domain animal caption of ivlite.prompts (data: generated); --data FOLDER_OR_CSV trains on
+    # real clips instead. The in-domain evaluation prompts are then the training prompts.
     "modelscope": {"model": "damo-vilab/text-to-video-ms-1.7b", "reward": "hpsv2",
                    "prompts": "animals",
                    "height": 256, "width": 256, "max_steps": 20000, "batch_size": 1,
@@ -333,11 +337,11 @@ def _coerce(name: str, value: Any, current: Any, f: dataclasses.Field) -> Any:
 def _expand_prompt_sets(value: str | list) -> Any:
     """``prompts: animals`` (or a list mixing set names and prompts) -> the list of prompts, so
     that the run's config records what was trained on. A plain string is one prompt."""
-    from .prompts import PROMPT_SETS, resolve_prompts
+    from .prompts import OFFICIAL_LISTS, PROMPT_SETS, resolve_prompts
 
     if isinstance(value, str):
-        return resolve_prompts(value) if value in PROMPT_SETS else ([value] if value.strip()
-                                                                    else value)
+        known = value in PROMPT_SETS or value in OFFICIAL_LISTS  # the latter: an error
+        return resolve_prompts(value) if known else ([value] if value.strip() else value)
     if all(isinstance(v, str) for v in value):
         return resolve_prompts(value)
     return value

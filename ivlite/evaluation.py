@@ -10,6 +10,11 @@ table.
   out-of-domain): the training reward (mean and std), a second judge the model was not trained
   on (:func:`build_judge`), the tiny world's oracle, temporal consistency, per-prompt means;
   :func:`splits_markdown` turns it into a table, :func:`run_split_evaluation` writes both.
+
+Both reports can say how many evaluation prompts are also training captions
+(``train_captions``): an in-domain score on prompts the model was fine-tuned on measures fit, not
+generalisation. The ``modelscope`` preset trains on its 45 ``animals`` prompts, so all 45 of its
+in-domain evaluation prompts are training prompts; in the paper 127 of 263 are.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch
 from .ddim import sample_noise
 from .editing import generate
 from .models import VideoModel
+from .prompts import official_splits, paper_splits, training_overlap
 from .rewards import Reward
 from .segvr import decode_segments, sample_frame_indices
 
@@ -72,12 +78,22 @@ def evaluate(model: VideoModel, reward: Reward, prompts: Sequence[str], *, seeds
 
 
 def to_markdown(results: dict, title: str = "reward") -> str:
-    """A markdown table: one row per prompt, then the mean +- std over all clips."""
+    """A markdown table: one row per prompt, then the mean +- std over all clips; with a
+    ``train_overlap`` entry (:func:`ivlite.prompts.training_overlap`), a line saying how many
+    prompts are training captions."""
     lines = [f"| prompt | {title} |", "|---|---|"]
     lines += [f"| {p} | {v:.4f} |" for p, v in results["per_prompt"].items()]
     lines.append(f"| **all ({results['clips']} clips)** | **{results['mean']:.4f} +- "
                  f"{results['std']:.4f}** |")
+    if results.get("train_overlap"):
+        lines += ["", overlap_line(results["train_overlap"])]
     return "\n".join(lines) + "\n"
+
+
+def overlap_line(overlap: dict) -> str:
+    """``overlap`` of :func:`ivlite.prompts.training_overlap` as a sentence."""
+    return (f"{overlap['count']} of {overlap['of']} evaluation prompts are also training captions "
+            f"(exact match after normalising case and whitespace).")
 
 
 # ============================================================================= split evaluation
@@ -241,7 +257,8 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
                     seeds: int = 1, judge=None, oracle: bool | None = None,
                     num_frames: int = 16, height: int = 256, width: int = 256,
                     ddim_steps: int = 20, guidance_scale: float = 3.0, segments: int = 4,
-                    seed: int = 0, batch_size: int = 4, reward_name: str | None = None) -> dict:
+                    seed: int = 0, batch_size: int = 4, reward_name: str | None = None,
+                    train_captions: Sequence[str] | None = None) -> dict:
     """Score a model on prompt splits: ``seeds`` clips per prompt, from pure noise with the full
     ``ddim_steps`` chain (the paper's evaluation), the UNet in eval mode.
 
@@ -249,7 +266,9 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
     over clips, as the paper's Table 1), the ``judge`` (a name for :func:`build_judge` or a
     callable; ``None`` skips it), the oracle's verdict when ``oracle`` (``None``: when every
     prompt is a tiny-world caption), a temporal-consistency measure (the oracle's where it
-    judges, and :func:`flicker` always) and per-prompt means. Returns a JSON-able dict.
+    judges, and :func:`flicker` always) and per-prompt means; with ``train_captions``, how many
+    of the split's prompts are training captions (``train_overlap``,
+    :func:`ivlite.prompts.training_overlap`). Returns a JSON-able dict.
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (clips per prompt)")
@@ -300,6 +319,8 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
                     per_prompt[p].setdefault("oracle_score", []).append(v.score)
             entry["per_prompt"] = {p: {k: statistics.fmean(v) for k, v in d.items()}
                                    for p, d in per_prompt.items()}
+            if train_captions is not None:
+                entry["train_overlap"] = training_overlap(prompts, train_captions)
             result_splits[split] = entry
     finally:
         model.unet.train(was_training)
@@ -329,6 +350,9 @@ def splits_markdown(results: dict) -> str:
         head += ["oracle score", "all 3 correct", "colour / shape / motion", "frame quality",
                  "temporal consistency"]
     head.append("flicker (lower = steadier)")
+    overlap = all("train_overlap" in e for e in results["splits"].values())
+    if overlap:
+        head.append("prompts that are training captions")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for split, e in results["splits"].items():
         row = [split, str(e["clips"]), _pm(e["reward"]), _pm(e.get("judge"))]
@@ -338,21 +362,29 @@ def splits_markdown(results: dict) -> str:
                     f"{o['colour_ok']:.0%} / {o['shape_ok']:.0%} / {o['motion_ok']:.0%}",
                     f"{o['frame_quality']:.3f}", _pm(e["temporal_consistency"], 3)]
         row.append(_pm(e["flicker"], 4))
+        if overlap:
+            row.append(f"{e['train_overlap']['count']} of {e['train_overlap']['of']}")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
 def load_splits(spec: str, per_split: int = 4, seed: int = 0) -> dict[str, list[str]]:
     """Prompt splits from a command-line value: ``world`` (the tiny world's three splits,
-    ``per_split`` prompts each) or a YAML/JSON file mapping split name -> list of prompts."""
+    ``per_split`` prompts each), ``paper`` (ivlite's own animals / new-animals / non-animals
+    sets), ``vgen:ROOT`` (the paper's 263 / 22 / 46 captions from a local VGen checkout,
+    :func:`ivlite.prompts.official_splits`) or a YAML/JSON file mapping split name -> prompts."""
     if spec == "world":
         return world_splits(per_split, seed)
+    if spec == "paper":
+        return paper_splits()
+    if spec.startswith("vgen:"):
+        return official_splits(spec.removeprefix("vgen:"))
     import yaml
 
     path = Path(spec)
     if not path.is_file():
-        raise ValueError(f"--splits {spec!r}: expected 'world' or a YAML/JSON file of "
-                         f"split: [prompts]")
+        raise ValueError(f"--splits {spec!r}: expected 'world', 'paper', 'vgen:VGEN_CHECKOUT' "
+                         f"or a YAML/JSON file of split: [prompts]")
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict) or not all(isinstance(v, list) and v and
                                              all(isinstance(p, str) for p in v)
@@ -365,7 +397,7 @@ def load_splits(spec: str, per_split: int = 4, seed: int = 0) -> dict[str, list[
 def run_split_evaluation(model: VideoModel, reward: Reward, splits: dict[str, list[str]],
                          out, *, seeds: int = 1, judge: str | None = "auto",
                          reward_name: str | None = None, extra: dict | None = None,
-                         **settings) -> dict:
+                         train_captions: Sequence[str] | None = None, **settings) -> dict:
     """:func:`evaluate_splits`, then ``out/evaluation.json`` and ``out/evaluation.md``.
     ``judge="auto"``: ``oracle-quality`` when every prompt is a tiny-world caption, else none.
     ``settings`` go to evaluate_splits (num_frames, height, width, ddim_steps, ...)."""
@@ -373,7 +405,7 @@ def run_split_evaluation(model: VideoModel, reward: Reward, splits: dict[str, li
         world = all(is_world_prompt(p) for prompts in splits.values() for p in prompts)
         judge = "oracle-quality" if world else None
     results = evaluate_splits(model, reward, splits, seeds=seeds, judge=judge,
-                              reward_name=reward_name, **settings)
+                              reward_name=reward_name, train_captions=train_captions, **settings)
     results.update(extra or {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,19 @@ short, plain style of WebVid and COCO captions (the official lists are not redis
 
 ``prompt_set("animals")`` (one caption per in-domain species), ``prompt_set("new-animals")`` and
 ``prompt_set("non-animals")`` return lists of strings; :data:`PROMPT_SETS` names them all.
+
+The paper's own lists (263 in-domain, 22 new-animal and 46 non-animal evaluation captions, and
+the training list of 881 WebVid rows with 450 distinct captions) live in the authors' repository
+and are read from a local copy: ``prompt_set("paper-in-domain", root=VGEN_CHECKOUT)`` (names in
+:data:`OFFICIAL_LISTS`). :func:`training_overlap` counts the evaluation captions that are also
+training captions: in the official lists 127 of the 263 in-domain ones, none of the others; with
+the ``modelscope`` preset (generated clips for ``animals``) all 45 in-domain prompts.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
 
 # The 45 in-domain species, each with one caption of a typical WebVid-style clip.
 ANIMAL_CAPTIONS: dict[str, str] = {
@@ -126,11 +136,86 @@ PROMPT_SETS: dict[str, tuple[str, ...]] = {
 """Prompt sets by name: fine-tuning / in-domain evaluation, new animals, non-animals."""
 
 
-def prompt_set(name: str) -> list[str]:
-    """The prompts of a named set (see :data:`PROMPT_SETS`); ValueError naming the choices."""
+VGEN_REPOSITORY = "https://github.com/ali-vilab/VGen"
+OFFICIAL_LISTS: dict[str, str] = {
+    "paper-in-domain": "data/instructvideo/eval/simple_animals_2_webvid_videos_selected_eval.txt",
+    "paper-new-animals":
+        "data/instructvideo/eval/eval_simple_animals_2_webvid_videos_selected_eval.txt",
+    "paper-non-animals": "data/instructvideo/eval/eval_non-animals_hps_v2_all_eval.txt",
+    "paper-train":
+        "data/instructvideo/webvid_simple_animals_2_selected_20_train_file_list/00000.txt",
+}
+"""The authors' caption lists, by name: path inside a checkout of :data:`VGEN_REPOSITORY`. The
+evaluation lists are those of its ``configs/instructvideo/eval/*.yaml`` (``webvid_eval_text``);
+the training list is ``data_list`` of its InstructVideo training config."""
+OFFICIAL_TERMS = ("licence: none stated in VGen; the animal captions are WebVid's stock-footage "
+                  "titles, so ivlite does not ship them")
+
+
+def read_caption_list(path: str | Path) -> list[str]:
+    """Captions of a list in the official format: one ``video|||caption`` (training) or
+    ``video|||caption|||frames`` (evaluation) per line; blank lines skipped, captions stripped.
+    ValueError naming the file and line for a line without a caption."""
+    captions = []
+    with open(path, encoding="utf-8-sig") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            fields = line.rstrip("\r\n").split("|||")
+            if len(fields) not in (2, 3) or not fields[1].strip():
+                raise ValueError(f"{path}, line {number}: expected 'video|||caption' or "
+                                 f"'video|||caption|||frames', got {line.strip()[:60]!r}")
+            captions.append(fields[1].strip())
+    if not captions:
+        raise ValueError(f"{path} holds no captions")
+    return captions
+
+
+def official_prompt_set(name: str, root: str | Path | None) -> list[str]:
+    """Captions of the official list ``name`` (:data:`OFFICIAL_LISTS`) from ``root``: a checkout
+    of VGen (the list at its path there) or a folder holding the file itself. FileNotFoundError
+    in one line saying where to get the file when it is not there."""
+    rel = OFFICIAL_LISTS[name]
+    candidates = [] if root is None else [Path(root) / rel, Path(root) / Path(rel).name]
+    for path in candidates:
+        if path.is_file():
+            return read_caption_list(path)
+    where = "no root given" if root is None else f"{candidates[0]} not found"
+    raise FileNotFoundError(f"prompts={name!r}: {where}; get {rel} from {VGEN_REPOSITORY} and "
+                            f"pass the checkout's folder (root=DIR, --splits vgen:DIR) "
+                            f"({OFFICIAL_TERMS})")
+
+
+def prompt_set(name: str, root: str | Path | None = None) -> list[str]:
+    """The prompts of a named set: one of :data:`PROMPT_SETS`, or of :data:`OFFICIAL_LISTS` read
+    from ``root`` (:func:`official_prompt_set`); ValueError naming the choices."""
+    if name in OFFICIAL_LISTS:
+        return official_prompt_set(name, root)
     if name not in PROMPT_SETS:
-        raise ValueError(f"prompts={name!r}: unknown prompt set; available: {sorted(PROMPT_SETS)}")
+        raise ValueError(f"prompts={name!r}: unknown prompt set; available: {sorted(PROMPT_SETS)}"
+                         f", or with a VGen checkout {sorted(OFFICIAL_LISTS)}")
     return list(PROMPT_SETS[name])
+
+
+def official_splits(root: str | Path) -> dict[str, list[str]]:
+    """The paper's three evaluation splits from a VGen checkout: in-domain (263 captions), new
+    animals (22), non-animals (46)."""
+    return {name.removeprefix("paper-"): official_prompt_set(name, root)
+            for name in ("paper-in-domain", "paper-new-animals", "paper-non-animals")}
+
+
+def normalise_caption(caption: str) -> str:
+    """Lower case, runs of whitespace as one space, no leading or trailing space."""
+    return " ".join(caption.split()).lower()
+
+
+def training_overlap(eval_captions: Sequence[str], train_captions: Iterable[str]) -> dict:
+    """How many evaluation captions are also training captions (exact match after
+    :func:`normalise_caption`): ``{"count": n, "of": len(eval_captions), "shared": [...]}``, a
+    repeated evaluation caption counted each time."""
+    train = {normalise_caption(c) for c in train_captions}
+    shared = [c for c in eval_captions if normalise_caption(c) in train]
+    return {"count": len(shared), "of": len(eval_captions), "shared": shared}
 
 
 def paper_splits() -> dict[str, list[str]]:
@@ -143,6 +228,12 @@ def resolve_prompts(value: str | list[str]) -> list[str]:
 
     A list may mix set names and literal prompts: ``["new-animals", "a red car"]``.
     """
+    items = [value] if isinstance(value, str) else value
+    official = [item for item in items if item in OFFICIAL_LISTS]
+    if official:  # never a literal prompt; a config has no root to read them from
+        raise ValueError(f"prompts={official[0]!r} is read from a local VGen checkout: "
+                         f"prompt_set({official[0]!r}, root=DIR) in Python, or ivlite evaluate "
+                         f"--splits vgen:DIR")
     if isinstance(value, str):
         return prompt_set(value)
     out: list[str] = []
@@ -152,4 +243,6 @@ def resolve_prompts(value: str | list[str]) -> list[str]:
 
 
 __all__ = ["ANIMALS", "ANIMAL_CAPTIONS", "NEW_ANIMALS", "NEW_ANIMAL_CAPTIONS",
-           "NON_ANIMAL_CAPTIONS", "PROMPT_SETS", "paper_splits", "prompt_set", "resolve_prompts"]
+           "NON_ANIMAL_CAPTIONS", "OFFICIAL_LISTS", "PROMPT_SETS", "VGEN_REPOSITORY",
+           "normalise_caption", "official_prompt_set", "official_splits", "paper_splits",
+           "prompt_set", "read_caption_list", "resolve_prompts", "training_overlap"]
