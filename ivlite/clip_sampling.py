@@ -96,16 +96,15 @@ def frame_count(path: str | Path) -> int:
     return sum(1 for _ in iio.imiter(path))  # ffmpeg's count is an estimate: decode to be sure
 
 
-def estimated_frame_count(path: str | Path) -> float:
-    """Frames from the header alone (duration x fps for ffmpeg), without decoding: for checks
-    before any model loads."""
+def estimated_frame_count(path: str | Path, fps: float) -> float:
+    """Frames from the header alone (duration in seconds x ``fps`` for ffmpeg), without
+    decoding: for checks before any model loads."""
     import imageio.v3 as iio
 
     n = iio.improps(path).n_images
     if n is not None and math.isfinite(n):
         return float(n)
-    meta = iio.immeta(path)
-    return float(meta.get("duration", 0.0)) * video_fps(path)
+    return float(iio.immeta(path).get("duration", 0.0)) * fps
 
 
 def read_clip(path: str | Path, num_frames: int, height: int, width: int, *,

@@ -10,11 +10,12 @@ short, plain style of WebVid and COCO captions (the official lists are not redis
 ``prompt_set("non-animals")`` return lists of strings; :data:`PROMPT_SETS` names them all.
 
 The paper's own lists (263 in-domain, 22 new-animal and 46 non-animal evaluation captions, and
-the training list of 881 WebVid rows with 450 distinct captions) live in the authors' repository
-and are read from a local copy: ``prompt_set("paper-in-domain", root=VGEN_CHECKOUT)`` (names in
-:data:`OFFICIAL_LISTS`). :func:`training_overlap` counts the evaluation captions that are also
-training captions: in the official lists 127 of the 263 in-domain ones, none of the others; with
-the ``modelscope`` preset (generated clips for ``animals``) all 45 in-domain prompts.
+the training list of 881 WebVid rows, 878 distinct, with 450 distinct captions) live in the
+authors' repository and are read from a local copy:
+``prompt_set("paper-in-domain", root=VGEN_CHECKOUT)`` (names in :data:`OFFICIAL_LISTS`).
+:func:`training_overlap` counts the evaluation captions that are also training captions: in the
+official lists 127 of the 263 in-domain ones, none of the others; with the ``modelscope`` preset
+(generated clips for ``animals``) all 45 in-domain prompts.
 """
 
 from __future__ import annotations
