@@ -2,58 +2,18 @@
 
     python -m ivlite.world.train_t2v --vae runs/world/vae/export --out runs/world/t2v [--resume]
 
-The recipe, chosen for a 2-core CPU (see the book's chapter 1 and the log for measurements):
+World clips are VAE-encoded once into a latent pool. An **image stage** (``--image-steps``)
+trains the UNet on single frames with its temporal layers held at an exact identity
+(``--image-stage-temporal freeze``); a **video stage** then trains on whole clips. The loss is
+Min-SNR weighted (``--snr-gamma``, ``--snr-floor``), with ``--high-noise-share`` of the
+timesteps drawn from ``[--high-noise-from, 1000)``; captions are dropped 10% of the time for
+classifier-free guidance; the EMA weights are evaluated with the world's oracle every
+``--eval-every`` steps and exported at the end (fp16, token table trimmed) into
+``OUT/export/{unet,text_encoder}/`` (and ``scheduler/`` for ``--schedule zero-snr-v``).
 
-1. World clips of the base model's training scenes (every quality, web-like) are VAE-encoded once
-   into a latent pool; no encoding inside the loop.
-2. **Image stage** (``--image-steps``): the UNet learns single frames (F = 1) in large batches:
-   colour, shape and background from text, 16x cheaper per sample than clips. ModelScopeT2V
-   itself started from an image model. The temporal layers are frozen at an exact identity
-   (``--image-stage-temporal freeze``, the default): diffusers' 3D blocks run their temporal
-   convolutions on a single frame too, where the kernels' side taps only ever see zero padding,
-   get no gradient and stay at their random initialisation; trained at F = 1, the centre taps
-   would then meet those random side taps on the first real clip. A fresh run also zero-inits
-   the output projection of every temporal attention (as the temporal convolutions' last layer
-   already is), so that the video stage starts from the image model applied frame by frame.
-3. **Video stage**: whole 16-frame clips; the temporal layers learn motion.
-4. Epsilon prediction with Min-SNR-5 loss weighting (Hang et al., 2023), which speeds up
-   convergence. ``--high-noise-share`` draws that share of the timesteps from
-   ``[--high-noise-from, 1000)`` instead of all of ``[0, 1000)``: on 8x8 latents the object's
-   colour, place and path are already legible by t ~ 600, so the steps that decide what a
-   sample depicts (the first DDIM steps, t = 951 ... 651) get few training samples under a
-   uniform draw (the same reason large-image models shift their schedules; Hoogeboom et al.,
-   2023). Captions dropped 10% of the time (for classifier-free guidance), EMA weights for
-   sampling, AdamW with warm-up, gradient clipping at 1.
-5. The text encoder stays frozen at its (seeded) random initialisation (``--text-encoder
-   freeze``, the default), as ModelScopeT2V's OpenCLIP encoder is frozen. Trained jointly from
-   scratch (``train``), it collapsed the motion words: in the shipped model the hidden states of
-   "a red circle moving left" and "... right" differ by at most 0.38 per token (norm 7.8), a
-   colour swap by 13.6; a frozen random encoder keeps them 3.5 apart (colours 3.3; measured by
-   ``motion_check.word_distances``). Freezing alone did not make the UNet follow its motion words
-   within 2400 video steps, nor did ``--snr-floor 1``, an 8-frame video stage, training on one
-   category only (``--only-category``) or ``--temporal-lr-scale 5``: see the README's tiny-world
-   section.
-6. Every ``--eval-every`` steps of the video stage, the EMA model samples clips at 20 DDIM steps and
-   the oracle scores them; the log records colour/shape/motion accuracy.
-
-Two ways to take away the model's shortcut past its motion words (``motion_check.leak_reading``:
-on ModelScope's schedule a training input at t = 951 still shows the clip's path, so the caption
-was never needed for it; see :func:`noisy_inputs`), neither in the shipped model's recipe yet:
-
-- ``--signal-free-share``: that share of samples gets a pure-noise input at t >=
-  ``--signal-free-from`` with its caption's mean clip as the clean-clip target, weighted by
-  ``--signal-free-floor``. Keeps ModelScope's schedule and epsilon prediction.
-- ``--schedule zero-snr-v``: v prediction on ModelScope's betas rescaled to zero terminal SNR
-  (Lin et al., 2024); the export then carries ``scheduler/scheduler_config.json``.
-
-``--only-category`` and ``--motions`` restrict the pool to a few scenes (diagnostics);
-``--layers-per-block`` deepens the UNet.
-
-The defaults are the recipe of the shipped model (its ``unet/config.json`` records the exact
-arguments; it is the EMA at step 4700 of 5000) but for one: it trained its text encoder jointly
-(``--text-encoder train``, the only choice then). Interrupted runs continue with ``--resume``.
-At the end the EMA weights are exported (fp16, token table trimmed) into
-``OUT/export/{unet,text_encoder}/`` (and ``scheduler/`` for a schedule other than ModelScope's).
+The recipe that trained the shipped model, what each option is for and what did not work are in
+``tools/tiny_world/README.md`` of the repository; the shipped ``unet/config.json`` records the
+exact arguments. Interrupted runs continue bit for bit with ``--resume``.
 """
 
 from __future__ import annotations
@@ -203,7 +163,7 @@ def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, 
 
     Why: ModelScope's schedule ends at abar = 0.0047, not 0, so a training input at t = 951 still
     carries sqrt(abar) = 9% of the clip. Spread over a whole clip that is enough to read the
-    object's path: the shipped model's clean-clip estimate at t = 951 retraces 8.6 of a real
+    object's path: an epsilon model's clean-clip estimate at t = 951 retraces 8.6 of a real
     clip's 11.8 px of travel, and exactly as far with the motion word swapped
     (``motion_check.leak_reading``). Sampling starts from pure noise, where that leak is absent,
     so the model reads a path off the noise and never needed its caption for the direction (the
@@ -213,9 +173,9 @@ def noisy_inputs(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, sched, 
     by ``args.signal_free_floor`` (see :func:`min_snr_weight`), else they would teach nothing.
     With no signal in x_t the best estimate is the caption's mean clip, so ``mean`` as target
     teaches the same as x0 without the variance of where each clip happens to put its object:
-    with x0 as target at floor 1 those samples' gradients were mostly that variance, and run F3
-    lost its colours (79% at step 4750, 25% at 5000). Even so, mean targets at floor 1 cost
-    colour too (run G1) and taught no direction; ``--schedule zero-snr-v`` did, on a toy.
+    with x0 as target at floor 1 those samples' gradients were mostly that variance, and the
+    colours collapsed. Mean targets at floor 1 cost colour too and taught no direction;
+    ``--schedule zero-snr-v`` did (``tools/tiny_world/README.md``).
     """
     target = noise
     if args.signal_free_share > 0:
