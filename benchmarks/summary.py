@@ -1,0 +1,66 @@
+"""The README's results summary: paired gains over the base model with bootstrap 95% intervals.
+
+Reads committed ablation files (``benchmarks/results/*.json``, written by ``ablations.py``) and
+prints, per setting, the optimizer steps its budget bought and its gains over the base model on
+each prompt split (the same prompts and the same noise before and after), each as
+``mean [95% interval]`` over prompts (:func:`ivlite.stats.paired_gain`):
+
+    python benchmarks/summary.py                                    # the files the README cites
+    python benchmarks/summary.py benchmarks/results/ablations_tiny_model_q2_tar_lr1e-3.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ivlite.stats import paired_gain
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_FILES = ("ablations_tiny_model_q2_baselines_lr1e-3", "ablations_tiny_model_q2_tar_lr1e-3")
+SPLITS = {"in_domain": "in-domain", "held_out": "held-out", "out_of_domain": "out-of-domain"}
+METRICS = {"reward": "proxy reward", "oracle_score": "oracle score"}
+
+
+def gains(results: dict, setting: str, split: str, metric: str):
+    """Paired gain of ``setting`` over ``base`` on one split, over the split's prompts."""
+    mine = results["settings"][setting]["eval"]["splits"][split]["per_prompt"]
+    base = results["settings"]["base"]["eval"]["splits"][split]["per_prompt"]
+    prompts = sorted(mine)
+    return paired_gain([base[p][metric] for p in prompts], [mine[p][metric] for p in prompts])
+
+
+def table(results: dict) -> str:
+    """One markdown row per setting and metric: steps, then the gain on every split."""
+    head = "| setting | steps | gain in | " + " | ".join(SPLITS.values()) + " |"
+    rows = [head, "|" + "---|" * (3 + len(SPLITS))]
+    for name, row in results["settings"].items():
+        if name == "base":
+            continue
+        for metric, label in METRICS.items():
+            cells = [gains(results, name, s, metric).text() for s in SPLITS]
+            rows.append(f"| {name} | {row['steps']} | {label} | " + " | ".join(cells) + " |")
+    n = {s: len(results["prompts"][s]) for s in SPLITS}
+    seeds = results["args"].get("seeds", 1)
+    return "\n".join(rows) + (f"\n\nPrompts per split: {n}, each the mean of {seeds} clip(s) "
+                              "from fixed noise; intervals over prompts.")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="*", type=Path,
+                   help="ablation result files (default: the README's)")
+    args = p.parse_args(argv)
+    files = args.files or [RESULTS / f"{stem}.json" for stem in DEFAULT_FILES]
+    for path in files:
+        if not path.is_file():
+            raise SystemExit(f"summary.py: {path} is not a file")
+        results = json.loads(path.read_text())
+        b = results["budget"]
+        budget = f"{b['steps']} steps" if b.get("steps") else f"{b['seconds']:g} CPU s"
+        print(f"### {path.name} ({budget} of training per setting)\n\n{table(results)}\n")
+
+
+if __name__ == "__main__":
+    main()
