@@ -1,6 +1,6 @@
 """Baselines and ablations of InstructVideo on the tiny world, at one budget, scored one way.
 
-Every setting of :data:`ivlite.ablations.SETTINGS` (base model, DRaFT-1, full-chain backprop,
+Every setting of :data:`benchmarks.settings.SETTINGS` (base model, DRaFT-1, full-chain backprop,
 InstructVideo, no SegVR, no TAR, lambda_tar, tau, D) fine-tunes a fresh copy of the shipped tiny
 text-to-video model with the same reward (tiny-hps), the same LoRA, the same training clips and
 the same budget (optimizer steps, or seconds of training steps), then is scored by
@@ -8,9 +8,9 @@ the same budget (optimizer steps, or seconds of training steps), then is scored 
 reward, a second judge (the oracle's frame quality), the oracle's verdict and temporal
 consistency, per split (in-domain, held-out categories, out-of-domain).
 
-    OMP_NUM_THREADS=1 python benchmarks/ablations.py                       # CI-sized: 2 steps each
-    OMP_NUM_THREADS=1 python benchmarks/ablations.py --budget-seconds 600 --per-split 6 --seeds 2
-    OMP_NUM_THREADS=1 python benchmarks/ablations.py --settings base,instructvideo,draft1
+    OMP_NUM_THREADS=1 python -m benchmarks.ablations                       # CI-sized: 2 steps each
+    OMP_NUM_THREADS=1 python -m benchmarks.ablations --budget-seconds 600 --per-split 6 --seeds 2
+    OMP_NUM_THREADS=1 python -m benchmarks.ablations --settings base,instructvideo,draft1
 
 Writes ``--out``.json and ``--out``.md (default ``benchmarks/results/ablations_tiny``) and prints
 the tables. The JSON holds every number, the settings' configs and the machine's description.
@@ -23,7 +23,6 @@ import copy
 import json
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,9 +30,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from ivlite.ablations import (
+from benchmarks.settings import (
     DESCRIPTIONS,
     GROUPS,
     SETTINGS,

@@ -1,6 +1,6 @@
 """What one fine-tuning step of each setting costs, side by side, and where its time goes.
 
-For every setting (``ivlite.ablations.SETTINGS``) a fresh worker process loads the tiny world,
+For every setting (``benchmarks.settings.SETTINGS``) a fresh worker process loads the tiny world,
 runs the *real* trainer (:func:`ivlite.trainer.finetune`, one clip per step) and measures:
 
 - seconds per step: the process's CPU time per step (robust to other processes on the machine;
@@ -37,9 +37,9 @@ each step against the sum of its parts (timed right after it); and, from
 ``benchmarks/results/ablations_tiny.json`` when it was run at a budget of seconds, the reward
 gained per CPU second. ``--render JSON`` re-analyses an earlier run without measuring again.
 
-    OMP_NUM_THREADS=1 python benchmarks/cost.py                 # the cost-relevant settings
-    OMP_NUM_THREADS=1 python benchmarks/cost.py --settings all --steps 5
-    OMP_NUM_THREADS=1 python benchmarks/cost.py --smoke         # seconds: tiny random model
+    OMP_NUM_THREADS=1 python -m benchmarks.cost                 # the cost-relevant settings
+    OMP_NUM_THREADS=1 python -m benchmarks.cost --settings all --steps 5
+    OMP_NUM_THREADS=1 python -m benchmarks.cost --smoke         # seconds: tiny random model
 
 Writes ``--out``.json and ``.md`` (default ``benchmarks/results/cost_tiny``) and prints the table.
 """
@@ -60,9 +60,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from ivlite.ablations import (
+from benchmarks.settings import (
     DESCRIPTIONS,
     SETTINGS,
     UNTRAINED,
@@ -72,7 +71,7 @@ from ivlite.ablations import (
     setting_config,
 )
 from ivlite.config import Config
-from ivlite.results import target_lines
+from benchmarks.results_view import target_lines
 
 # Settings whose step cost differs; the TAR ablations (no-tar, lambda) cost what instructvideo does.
 COST_SETTINGS = "instructvideo,draft1,draft1-d50,full-backprop,no-segvr-all,no-segvr-one," \
@@ -469,11 +468,11 @@ def run_setting(name: str, args) -> dict:
     if args.in_process:
         sub = argparse.Namespace(**{**vars(args), "worker": name})
         return worker(sub)
-    cmd = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps),
+    cmd = [sys.executable, "-m", "benchmarks.cost", "--worker", name, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--preset", args.preset,
            "--seed", str(args.seed)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"worker {name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -13,7 +13,7 @@ second scoring is the check on that.
 Writes ``benchmarks/results/demo_lr_tiny.json`` (``--out``) after every rate, so an interrupted
 run keeps the rates it finished; each demo's folder (videos, adapter, run) goes under ``--runs``.
 
-    OMP_NUM_THREADS=1 python benchmarks/demo_lr.py            # 1e-4, 2e-4, 5e-4, 1e-3
+    OMP_NUM_THREADS=1 python -m benchmarks.demo_lr            # 1e-4, 2e-4, 5e-4, 1e-3
 """
 
 from __future__ import annotations
@@ -21,20 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from ivlite.ablations import machine_info  # noqa: E402
-from ivlite.config import Config  # noqa: E402
-from ivlite.evaluation import evaluate_splits, world_splits  # noqa: E402
-from ivlite.results import demo_lr_markdown  # noqa: E402
-from ivlite.rewards import build_reward  # noqa: E402
-from ivlite.world.demo import REPORTED, demo_target, run_demo, target_lines  # noqa: E402
-from ivlite.world.tiny_models import load_tiny_world  # noqa: E402
+from benchmarks.settings import machine_info
+from ivlite.config import Config
+from ivlite.evaluation import evaluate_splits, world_splits
+from benchmarks.results_view import demo_lr_markdown
+from ivlite.rewards import build_reward
+from ivlite.world.demo import REPORTED, demo_target, run_demo, target_lines
+from ivlite.world.tiny_models import load_tiny_world
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -16,13 +16,13 @@ the two explanations apart for an adapter trained in the same run:
    (951 ... 601) are where a sample's layout is decided;
 4. the sample reward with the adapter at half strength (LoRA scale 0.5).
 
-Every setting of ``--settings`` (names of :data:`ivlite.ablations.SETTINGS`) is trained at every
+Every setting of ``--settings`` (names of :data:`benchmarks.settings.SETTINGS`) is trained at every
 learning rate of ``--learning-rates`` for the same budget of CPU seconds from the shipped tiny
 world; a row is named ``"<setting> (lr <lr>)"``.
 
-    OMP_NUM_THREADS=1 python benchmarks/edit_vs_sample.py --budget-seconds 150 \
+    OMP_NUM_THREADS=1 python -m benchmarks.edit_vs_sample --budget-seconds 150 \
         --settings instructvideo,draft1,full-backprop --learning-rates 1e-3
-    OMP_NUM_THREADS=1 python benchmarks/edit_vs_sample.py --append --settings instructvideo \
+    OMP_NUM_THREADS=1 python -m benchmarks.edit_vs_sample --append --settings instructvideo \
         --learning-rates 2e-4,5e-5
 
 Writes ``--out``.json and ``--out``.md (default ``benchmarks/results/edit_vs_sample_tiny``).
@@ -34,7 +34,6 @@ import argparse
 import copy
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,16 +41,15 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from ivlite.ablations import machine_info, parse_settings, setting_config  # noqa: E402
-from ivlite.config import Config  # noqa: E402
+from benchmarks.settings import machine_info, parse_settings, setting_config
+from ivlite.config import Config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--settings", default="instructvideo,full-backprop",
-                   help="comma-separated setting names of ivlite.ablations")
+                   help="comma-separated setting names of benchmarks.settings")
     p.add_argument("--budget-seconds", type=float, default=150.0,
                    help="CPU seconds of training steps per setting")
     p.add_argument("--learning-rates", default="",
@@ -223,7 +221,7 @@ def merge(old: dict, new: dict) -> dict:
 
 
 def main(argv=None) -> dict:
-    from ivlite.results import edit_vs_sample_markdown
+    from benchmarks.results_view import edit_vs_sample_markdown
 
     args = parse_args(argv)
     results = run(args)

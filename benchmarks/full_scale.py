@@ -16,9 +16,9 @@ evaluations per step (each a batch of 2 clips for classifier-free guidance; chec
 recomputation per gradient step in the backward pass), and peak GPU memory. Results go to
 ``benchmarks/results/full_scale_<gpu>.json`` and a table is printed.
 
-    python benchmarks/full_scale.py                       # on a GPU: all modes, 3 measured steps
-    python benchmarks/full_scale.py --modes instructvideo draft1-d20 --steps 5
-    python benchmarks/full_scale.py --smoke               # CPU, scaled-down models, seconds
+    python -m benchmarks.full_scale                       # on a GPU: all modes, 3 measured steps
+    python -m benchmarks.full_scale --modes instructvideo draft1-d20 --steps 5
+    python -m benchmarks.full_scale --smoke               # CPU, scaled-down models, seconds
 
 ``--smoke`` runs the same code on scaled-down models of the same families (ModelScope's block types
 with narrow channels and one layer per block, a small ViT-H-14-shaped CLIP), 2 frames at 64x64 and

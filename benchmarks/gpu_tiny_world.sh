@@ -11,7 +11,7 @@
 #   device tool: run(command="bash benchmarks/gpu_tiny_world.sh train", carry=[".whl"],
 #                    timeout_s=600)
 #
-# `train` runs `ivlite.world.train_t2v --device cuda` for TRAIN_SECONDS (default 420), continuing
+# `train` runs `tools.tiny_world.train_t2v --device cuda` for TRAIN_SECONDS (default 420), continuing
 # the shipped model (run Q2: INIT=ivlite/assets/tiny_world, its UNet and its frozen text encoder,
 # INIT_PARTS=all; INIT= starts from scratch) on zero terminal SNR with v prediction and sinusoidal
 # frame positions (README, tiny world), exports the EMA
@@ -53,9 +53,9 @@ args=(--vae ivlite/assets/tiny_world/vae --out "$RUN" --schedule zero-snr-v --sn
 [ -n "$INIT" ] && args+=(--init-from "$INIT" --init-parts "${INIT_PARTS:-all}")
 # train_t2v checkpoints every --save-every steps; the timeout stops it and the export below
 # takes the last checkpoint's EMA weights.
-timeout "${TRAIN_SECONDS:-420}" "$PYTHON" -m ivlite.world.train_t2v "${args[@]}" "$@" \
+timeout "${TRAIN_SECONDS:-420}" "$PYTHON" -m tools.tiny_world.train_t2v "${args[@]}" "$@" \
     2>&1 | tee "$OUT/train.out" || true
-"$PYTHON" -m ivlite.world.train_t2v "${args[@]}" "$@" --resume --export-only > /dev/null
+"$PYTHON" -m tools.tiny_world.train_t2v "${args[@]}" "$@" --resume --export-only > /dev/null
 for part in unet text_encoder scheduler; do
     [ -d "$RUN/export/$part" ] && cp -r "$RUN/export/$part" "$OUT/"
 done

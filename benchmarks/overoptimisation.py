@@ -13,8 +13,8 @@ held-out prompts: the script reports where it would have stopped and what the or
 against the end of the run and the oracle's own best, without stopping the run (so the curve
 past the stop is visible).
 
-    OMP_NUM_THREADS=1 python benchmarks/overoptimisation.py                    # small default
-    OMP_NUM_THREADS=1 python benchmarks/overoptimisation.py --steps 1000 --every 50 --per-split 8
+    OMP_NUM_THREADS=1 python -m benchmarks.overoptimisation                    # small default
+    OMP_NUM_THREADS=1 python -m benchmarks.overoptimisation --steps 1000 --every 50 --per-split 8
 
 Writes ``--out``.json, ``.md`` and ``.png`` (default benchmarks/results/overoptimisation_tiny).
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,9 +31,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from ivlite.ablations import machine_info, setting_config
+from benchmarks.settings import machine_info, setting_config
 from ivlite.config import Config
 from ivlite.early_stop import EarlyStopping, PatienceRule, stop_index
 

@@ -8,7 +8,7 @@ time per clip) and one batch of ``--batch`` clips (the wall time per clip), afte
 warm-up clip. Writes ``benchmarks/results/sample_speed_tiny.json`` (``--out``) with the machine
 and its load, and prints a table.
 
-    python benchmarks/sample_speed.py                   # 1 and 2 threads, 10 clips, batch of 8
+    python -m benchmarks.sample_speed                   # 1 and 2 threads, 10 clips, batch of 8
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from ivlite.ablations import machine_info  # noqa: E402
-from ivlite.world.report import sample_clips  # noqa: E402
-from ivlite.world.tiny_models import load_tiny_world  # noqa: E402
+from benchmarks.settings import machine_info
+from ivlite.world.report import sample_clips
+from ivlite.world.tiny_models import load_tiny_world
 
 PROMPT = "a red circle moving left"
 

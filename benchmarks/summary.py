@@ -5,8 +5,8 @@ prints, per setting, the optimizer steps its budget bought and its gains over th
 each prompt split (the same prompts and the same noise before and after), each as
 ``mean [95% interval]`` over prompts (:func:`ivlite.stats.paired_gain`):
 
-    python benchmarks/summary.py                                    # the files the README cites
-    python benchmarks/summary.py benchmarks/results/ablations_tiny_model_q2_tar_lr1e-3.json
+    python -m benchmarks.summary                                    # the files the README cites
+    python -m benchmarks.summary benchmarks/results/ablations_tiny_model_q2_tar_lr1e-3.json
 """
 
 from __future__ import annotations

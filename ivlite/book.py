@@ -283,3 +283,30 @@ def diffusers_edit_comparison(model, frames: torch.Tensor, prompt: str, *, tau: 
     expected, ours = expected.float().cpu(), out.latents.float().cpu()
     return dict(diffusers=expected, ivlite=ours, max_abs_diff=float((expected - ours).abs().max()),
                 scale=float(expected.abs().max()), unet_calls=calls)
+
+
+# ----------------------------------------------------------------------------- the repository
+
+
+def use_repository() -> Path:
+    """The repository checkout whose ``benchmarks/`` and ``tools/`` a chapter imports.
+
+    Those folders are not part of the installed package: chapters that render committed benchmark
+    results need a clone of the repository. If ``benchmarks`` is already importable (a clone on
+    ``sys.path``, as the Colab cell arranges), its folder is returned; otherwise the current
+    folder and its parents are searched and the one found is put first on ``sys.path``.
+    """
+    import importlib.util
+    import sys
+
+    spec = importlib.util.find_spec("benchmarks.results_view")
+    if spec is not None and spec.origin:
+        return Path(spec.origin).resolve().parents[1]
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "benchmarks" / "results_view.py").is_file():
+            sys.path.insert(0, str(folder))
+            return folder
+    raise FileNotFoundError(
+        f"no clone of the repository in {here} or above: this chapter renders its committed "
+        "benchmark results, so run it inside a clone")

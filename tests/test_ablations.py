@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ivlite.ablations import (
+from benchmarks.settings import (
     ALIASES,
     GROUPS,
     SETTINGS,

@@ -1,4 +1,4 @@
-"""ivlite.results: reading the committed benchmark results back (chapter 8's tables and figures).
+"""benchmarks.results_view: reading the committed benchmark results back (chapter 8's tables and figures).
 
 Synthetic results check the arithmetic; the committed files (benchmarks/results/) check that the
 loaders and figures work on the real formats. Nothing here trains or samples.
@@ -13,8 +13,8 @@ import torch
 
 matplotlib.use("Agg")
 
-from ivlite import results  # noqa: E402
-from ivlite.ablations import expected_unet_calls, setting_config  # noqa: E402
+from benchmarks import results_view as results  # noqa: E402
+from benchmarks.settings import expected_unet_calls, setting_config  # noqa: E402
 from ivlite.early_stop import stop_index  # noqa: E402
 
 

@@ -18,7 +18,7 @@ from ivlite.world.reward_model import (
     REWARD_FOLDER, TINY_HPS_CONFIG, TOKEN_TABLES, build_tiny_hps, load_tiny_reward,
     parameter_counts, tiny_hps_tokenizer,
 )
-from ivlite.world.train_reward import (
+from tools.tiny_world.train_reward import (
     EVAL_SEEDS, TIE, contrastive_loss, heldout_pairs, main, pairwise_agreement, sample_pairs,
 )
 

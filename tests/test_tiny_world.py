@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ivlite.world import train_t2v, train_vae
+from tools.tiny_world import train_t2v, train_vae
 from ivlite.world.assets import ASSET_ROOT, load_weights, save_weights, verify_manifest, \
     write_manifest
 from ivlite.world.tiny_models import TEXT_CONFIG, TOKEN_TABLE, UNET_CONFIG, VAE_CONFIG, \
@@ -391,7 +391,7 @@ def test_text_encoder_freeze_keeps_its_init_and_init_parts_unet_restarts_the_sch
 
 def test_word_sensitivity_swaps_one_word_and_scores_every_timestep(world_dir):
     from ivlite.world.captions import MOTIONS
-    from ivlite.world.motion_check import OPPOSITE_MOTION, word_sensitivity
+    from tools.tiny_world.motion_check import OPPOSITE_MOTION, word_sensitivity
 
     assert set(OPPOSITE_MOTION) == set(MOTIONS)
     assert all(OPPOSITE_MOTION[OPPOSITE_MOTION[m]] == m != OPPOSITE_MOTION[m] for m in MOTIONS)
@@ -407,7 +407,7 @@ def test_word_sensitivity_swaps_one_word_and_scores_every_timestep(world_dir):
 def test_word_sensitivity_scores_a_v_model_against_v(world_dir):
     from ivlite.ddim import sample_noise
     from ivlite.world.data import world_clips
-    from ivlite.world.motion_check import word_sensitivity
+    from tools.tiny_world.motion_check import word_sensitivity
 
     model = load_tiny_world(world_dir)
     model.scheduler = train_t2v.training_scheduler("zero-snr-v")
@@ -437,7 +437,7 @@ def test_word_sensitivity_scores_a_v_model_against_v(world_dir):
 
 
 def test_word_distances_and_first_step_travel(world_dir):
-    from ivlite.world.motion_check import first_step_travel, word_distances
+    from tools.tiny_world.motion_check import first_step_travel, word_distances
 
     model = load_tiny_world(world_dir)
     d = word_distances(model)
@@ -450,7 +450,7 @@ def test_word_distances_and_first_step_travel(world_dir):
 
 def test_word_signal_finds_the_word_that_shapes_the_clips_and_is_unbiased():
     from ivlite.world.captions import MOTIONS, Scene
-    from ivlite.world.motion_check import word_signal
+    from tools.tiny_world.motion_check import word_signal
 
     gen = torch.Generator().manual_seed(0)
     scenes = [Scene(c, s, m) for c in ("red", "blue") for s in ("circle", "square")
@@ -471,7 +471,7 @@ def test_word_signal_finds_the_word_that_shapes_the_clips_and_is_unbiased():
 
 def test_frame_index_probe_scores_every_block(world_dir):
     from ivlite.world.data import world_clips
-    from ivlite.world.motion_check import frame_index_probe
+    from tools.tiny_world.motion_check import frame_index_probe
 
     model = load_tiny_world(world_dir)
     clips = world_clips(model, clips=8, seed=0)
@@ -489,7 +489,7 @@ def test_frame_index_probe_scores_every_block(world_dir):
 
 
 def test_report_scores_one_category_on_request(world_dir, capsys):
-    from ivlite.world import report
+    from tools.tiny_world import report
 
     r = report.main(["--world", str(world_dir), "--samples", "2", "--category", "red circle"])
     assert list(r) == ["category red circle"] and r["category red circle"]["samples"] == 2
@@ -499,7 +499,7 @@ def test_report_scores_one_category_on_request(world_dir, capsys):
 
 
 def test_leak_reading_scores_the_path_along_the_true_direction():
-    from ivlite.world.motion_check import leak_reading
+    from tools.tiny_world.motion_check import leak_reading
 
     model = load_tiny_world()
     r = leak_reading(model, clips=3, draws=2, timesteps=(999,))
@@ -515,7 +515,7 @@ def test_leak_reading_scores_the_path_along_the_true_direction():
 
 
 def test_report_motion_effect_on_one_category_at_eight_frames(world_dir, capsys):
-    from ivlite.world import report
+    from tools.tiny_world import report
 
     r = report.main(["--world", str(world_dir), "--samples", "0", "--category", "red circle",
                      "--frames", "8", "--motions", "left,right", "--motion-effect",
@@ -568,7 +568,7 @@ def test_train_t2v_on_cuda_follows_the_cpu_run(tmp_path, monkeypatch):
 
 
 def test_ema_update_moves_every_parameter_by_one_minus_decay():
-    from ivlite.world.training import ema_update
+    from tools.tiny_world.training import ema_update
 
     model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     before = [p.detach().clone() for p in ema.parameters()]

@@ -107,7 +107,7 @@ def load_tiny_hps(folder: str | Path | None = None, *, verify: bool = True) -> t
     if not weights.is_file() or not config_path.is_file():
         raise FileNotFoundError(
             f"no tiny HPS reward in {str(folder)!r} (need {WEIGHTS_FILE} and {CONFIG_FILE}); "
-            f"train one with `python -m ivlite.world.train_reward --out {folder}`")
+            f"train one with `python -m tools.tiny_world.train_reward --out {folder}`")
     if verify and (folder.parent / MANIFEST).is_file():
         verify_manifest(folder.parent, [f"{folder.name}/{WEIGHTS_FILE}",
                                         f"{folder.name}/{CONFIG_FILE}"])

@@ -96,6 +96,14 @@ def build_text_encoder(config: dict | None = None) -> CLIPTextModel:
     return CLIPTextModel(CLIPTextConfig(**(config or TEXT_CONFIG)))
 
 
+def load_vae(folder: str | Path) -> AutoencoderKL:
+    """A trained tiny-world VAE from its folder (``config.json`` + ``model.safetensors``), frozen."""
+    folder = Path(folder)
+    vae = build_vae(json.loads((folder / "config.json").read_text())["model"])
+    vae.load_state_dict(load_weights(folder / "model.safetensors"))
+    return vae.eval().requires_grad_(False)
+
+
 def load_tiny_world(folder: str | Path | None = None, *, verify: bool = True) -> VideoModel:
     """The shipped tiny text-to-video model (no network). Checksums are verified first."""
     folder = Path(folder or WORLD_DIR)
@@ -105,7 +113,7 @@ def load_tiny_world(folder: str | Path | None = None, *, verify: bool = True) ->
     missing = [f for f in files if not (folder / f).is_file()]
     if missing:
         raise FileNotFoundError(f"tiny world weights not found in {folder} (missing {missing[0]}); "
-                                f"train them with `python -m ivlite.world.train_t2v`")
+                                f"train them with `python -m tools.tiny_world.train_t2v`")
     if (folder / SCHEDULER_FILE).is_file():
         files.append(SCHEDULER_FILE)
     if verify:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ddim import sample_noise
-from ..models import VideoModel
-from .captions import Scene
+from ivlite.ddim import sample_noise
+from ivlite.models import VideoModel
+from ivlite.world.captions import Scene
 
 
 def clean_estimate(scheduler, x_t: torch.Tensor, t: int, out: torch.Tensor) -> torch.Tensor:
@@ -44,9 +44,9 @@ def motion_word_effect(model: VideoModel, *, seed: int = 7, ddim_steps: int = 20
     right"; identical numbers for all four motions mean the motion words are ignored and the noise
     alone decides where the object drifts.
     """
-    from .captions import MOTIONS
-    from .oracle import analyse_frames, detect_motion
-    from .report import sample_clips
+    from ivlite.world.captions import MOTIONS
+    from ivlite.world.oracle import analyse_frames, detect_motion
+    from ivlite.world.report import sample_clips
 
     categories = categories or [(c, s) for c in ("red", "blue", "green")
                                 for s in ("circle", "square")]
@@ -82,7 +82,7 @@ def word_sensitivity(model: VideoModel, *, clips: int = 48, seed: int = 0,
     "colour_swapped": mse}}``. ``num_frames`` frames every ``frame_stride``-th of the 16 rendered
     ones, as ``train_t2v --frames --frame-stride`` trains (at most 16 rendered frames).
     """
-    from .data import world_clips
+    from ivlite.world.data import world_clips
 
     span = (num_frames - 1) * frame_stride + 1
     if not (num_frames >= 1 and frame_stride >= 1 and span <= 16):
@@ -112,7 +112,7 @@ def _swapped(caption: str) -> dict[str, str]:
     """The caption with its motion word replaced by the opposite one, and with the next colour."""
     import dataclasses
 
-    from .captions import COLOURS
+    from ivlite.world.captions import COLOURS
 
     scene, colours = Scene.from_caption(caption), list(COLOURS)
     return {"motion": dataclasses.replace(scene, motion=OPPOSITE_MOTION[scene.motion]).caption,
@@ -141,10 +141,10 @@ def first_step_travel(model: VideoModel, prompts: list[str], *, t: int | None = 
     (:func:`clean_estimate`) over ``draws`` pure-noise inputs at ``t`` (default: the first
     timestep of a 20-step grid, 951 on ModelScope's schedule; the world's clips travel 9.6 ..
     14.4 px)."""
-    from .oracle import analyse_frames
+    from ivlite.world.oracle import analyse_frames
 
     if t is None:
-        from ..ddim import ddim_scheduler
+        from ivlite.ddim import ddim_scheduler
 
         t = int(ddim_scheduler(model.scheduler, 20).timesteps[0])
     gen = torch.Generator().manual_seed(seed)
@@ -179,9 +179,9 @@ def leak_reading(model: VideoModel, *, clips: int = 24, draws: int = 8, seed: in
     zero-snr-v``) t = 999 has no leak by construction. Returns ``{str(t): {key: mean travel in
     px, "snr": abar / (1 - abar)}}``.
     """
-    from .captions import MOTION_DIRECTIONS
-    from .data import world_clips
-    from .oracle import analyse_frames
+    from ivlite.world.captions import MOTION_DIRECTIONS
+    from ivlite.world.data import world_clips
+    from ivlite.world.oracle import analyse_frames
 
     data = world_clips(model, clips=clips, seed=seed)
     gen = torch.Generator().manual_seed(seed)

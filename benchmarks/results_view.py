@@ -23,9 +23,7 @@ turns them into tables and figures without running anything heavy:
   (tau, D and lambda_tar: predicted cost and TAR weights); :func:`expected_pick_weight` (the
   mean TAR weight of a frame SegVR picks).
 
-The files are found in ``$IVLITE_RESULTS`` if set, else in ``benchmarks/results`` of the
-repository this package sits in (an editable install or a checkout), else of the current folder
-or one of its parents.
+The files are read from ``benchmarks/results/`` beside this module, or from ``$IVLITE_RESULTS``.
 """
 
 from __future__ import annotations
@@ -73,19 +71,10 @@ SPLIT_NAMES = {"in_domain": "in-domain", "held_out": "held-out", "out_of_domain"
 
 
 def results_dir() -> Path:
-    """The folder holding the benchmark results (see the module docstring for the search order)."""
+    """The folder holding the benchmark results: ``$IVLITE_RESULTS`` if set, else the
+    ``results/`` folder beside this module."""
     env = os.environ.get(RESULTS_ENV)
-    if env:
-        return Path(env)
-    candidates = [Path(__file__).resolve().parents[1] / "benchmarks" / "results"]
-    here = Path.cwd().resolve()
-    candidates += [p / "benchmarks" / "results" for p in (here, *here.parents)]
-    for c in candidates:
-        if (c / f"{FILES['ablations']}.json").is_file():
-            return c
-    raise FileNotFoundError(
-        "benchmarks/results/ not found: clone the repository (git clone "
-        "https://github.com/ivlite/ivlite) and set IVLITE_RESULTS=<clone>/benchmarks/results")
+    return Path(env) if env else Path(__file__).resolve().parent / "results"
 
 
 def load_results(name: str, folder: str | Path | None = None) -> dict:
@@ -278,10 +267,10 @@ def unet_calls_by_config(names: Iterable[str], base=None) -> dict[str, dict[str,
     """Per setting, from its config alone: the chain (edit or full), D, tau, the timesteps the
     chain visits (:func:`ivlite.ddim.chain_timesteps` on ModelScope's DDIM schedule), t_start,
     and the guided UNet evaluations of a step without / with gradient
-    (:func:`ivlite.ablations.expected_unet_calls`)."""
-    from .ablations import expected_unet_calls, setting_config
-    from .ddim import chain_timesteps
-    from .models import modelscope_scheduler
+    (:func:`benchmarks.settings.expected_unet_calls`)."""
+    from benchmarks.settings import expected_unet_calls, setting_config
+    from ivlite.ddim import chain_timesteps
+    from ivlite.models import modelscope_scheduler
 
     scheduler = modelscope_scheduler()
     out = {}
@@ -344,8 +333,8 @@ def step_sensitivity(ddim_steps: int = 20) -> list[dict[str, float]]:
     """
     import torch
 
-    from .ddim import ddim_scheduler
-    from .models import modelscope_scheduler
+    from ivlite.ddim import ddim_scheduler
+    from ivlite.models import modelscope_scheduler
 
     scheduler = ddim_scheduler(modelscope_scheduler(), ddim_steps)
     x, zero, one = torch.zeros(1), torch.zeros(1), torch.ones(1)
@@ -365,7 +354,7 @@ def step_sensitivity(ddim_steps: int = 20) -> list[dict[str, float]]:
 def demo_lr_markdown(results: dict) -> str:
     """``benchmarks/demo_lr.py``'s file as a table (per rate, scorer and split: before -> after of
     the demo's four means) and one line per rate on the demo's target, by either scorer."""
-    from .world.demo import REPORTED
+    from ivlite.world.demo import REPORTED
 
     rows = ["| learning rate | scored by | split | proxy reward | oracle score | frame quality | "
             "temporal consistency |", "|---|---|---|---|---|---|---|"]
@@ -392,7 +381,7 @@ def early_stop_rules(oo: dict, patience: int, min_delta: float = 0.0,
     """The trainer's patience rule (:class:`ivlite.early_stop.PatienceRule`) applied to each
     recorded held-out series of an over-optimisation curve: where it stops (None: never), which
     evaluation's weights it keeps (the best so far), and the held-out oracle score there."""
-    from .early_stop import PatienceRule, stop_index
+    from ivlite.early_stop import PatienceRule, stop_index
 
     curve = oo["curve"]
     out = {}
@@ -552,8 +541,8 @@ def expected_pick_weight(lambda_tar: float, num_frames: int = 16, segments: int 
     factor by which TAR shrinks the paper's unnormalised video reward on average."""
     import torch
 
-    from .segvr import segment_bounds
-    from .tar import tar_weights
+    from ivlite.segvr import segment_bounds
+    from ivlite.tar import tar_weights
 
     c = tar_weights(torch.arange(num_frames), num_frames, lambda_tar)
     bounds = segment_bounds(num_frames, segments)
@@ -563,9 +552,9 @@ def expected_pick_weight(lambda_tar: float, num_frames: int = 16, segments: int 
 def _tar_panel(ax, lambda_tar: float, num_frames: int, segments: int) -> None:
     import torch
 
-    from .segvr import segment_bounds
-    from .tar import tar_weights
-    from .viz import effective_frames
+    from ivlite.segvr import segment_bounds
+    from ivlite.tar import tar_weights
+    from ivlite.viz import effective_frames
 
     frames = torch.arange(num_frames)
     c = tar_weights(frames, num_frames, lambda_tar)
@@ -588,8 +577,8 @@ def explore_figure(tau: float = 0.6, ddim_steps: int = 20, lambda_tar: float = 1
     TAR weights of ``lambda_tar`` (Eq. 8)."""
     import matplotlib.pyplot as plt
 
-    from .ddim import ddim_scheduler
-    from .models import modelscope_scheduler
+    from ivlite.ddim import ddim_scheduler
+    from ivlite.models import modelscope_scheduler
 
     grid = [int(t) for t in ddim_scheduler(modelscope_scheduler(), ddim_steps).timesteps]
     tau = round(float(tau), 6)  # a slider's 0.6000000001 or 0.5999999 must not change int(tau D)
@@ -625,7 +614,7 @@ def static_explore_figure(g: float, cost: dict | None = None, *,
     import matplotlib.pyplot as plt
     import torch
 
-    from .tar import tar_weights
+    from ivlite.tar import tar_weights
 
     fig, (ax_c, ax_w) = plt.subplots(1, 2, figsize=(10, 3), dpi=dpi)
     taus = [round(0.02 * i, 2) for i in range(1, 51)]

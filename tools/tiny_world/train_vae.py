@@ -1,6 +1,6 @@
 """Train the tiny world's VAE: 32x32 frames <-> 4x8x8 latents (``AutoencoderKL``).
 
-    python -m ivlite.world.train_vae --out runs/world/vae [--steps 1500] [--resume]
+    python -m tools.tiny_world.train_vae --out runs/world/vae [--steps 1500] [--resume]
 
 Single frames of world clips (every scene, every quality) are reconstructed with an MSE loss and a
 small KL term, as Stable Diffusion's VAE (minus its perceptual and adversarial losses, which a
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from .assets import save_weights
-from .captions import all_scenes
-from .render import make_dataset
-from .tiny_models import VAE_CONFIG, build_vae
+from ivlite.world.assets import save_weights
+from ivlite.world.captions import all_scenes
+from ivlite.world.render import make_dataset
+from ivlite.world.tiny_models import VAE_CONFIG, build_vae
 from .training import append_log, has_state, load_state, save_state, step_rng, truncate_log
 
 

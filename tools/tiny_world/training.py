@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..common import seeded_generator, truncate_jsonl
-from ..state import optimizer_from_files, optimizer_to_files
+from ivlite.common import seeded_generator, truncate_jsonl
+from ivlite.state import optimizer_from_files, optimizer_to_files
 
 
 def step_rng(seed: int, step: int, stream: str = "") -> torch.Generator:

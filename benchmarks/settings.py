@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Config
+from ivlite.config import Config
 
 SETTINGS: dict[str, dict[str, Any]] = {
     # --- baselines ---

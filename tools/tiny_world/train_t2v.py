@@ -1,6 +1,6 @@
 """Train the tiny world's text-to-video model: ``UNet3DConditionModel`` + CLIP text encoder.
 
-    python -m ivlite.world.train_t2v --vae runs/world/vae/export --out runs/world/t2v [--resume]
+    python -m tools.tiny_world.train_t2v --vae runs/world/vae/export --out runs/world/t2v [--resume]
 
 World clips are VAE-encoded once into a latent pool. An **image stage** (``--image-steps``)
 trains the UNet on single frames with its temporal layers held at an exact identity
@@ -27,25 +27,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..common import resolve_device
-from ..models import VideoModel, modelscope_scheduler
-from ..tokenizer import clip_tokenizer
-from .assets import load_weights, save_weights
-from .captions import Scene, base_training_scenes, parse_motions, scenes_for
-from .render import make_dataset
-from .report import oracle_report
-from .tiny_models import SCHEDULER_FILE, TEXT_CONFIG, TOKEN_TABLE, UNET_CONFIG, \
-    build_text_encoder, build_unet, build_vae
+from ivlite.common import resolve_device
+from ivlite.models import VideoModel, modelscope_scheduler
+from ivlite.tokenizer import clip_tokenizer
+from ivlite.world.assets import load_weights, save_weights
+from ivlite.world.captions import Scene, base_training_scenes, parse_motions, scenes_for
+from ivlite.world.render import make_dataset
+from ivlite.world.report import oracle_report
+from ivlite.world.tiny_models import SCHEDULER_FILE, TEXT_CONFIG, TOKEN_TABLE, UNET_CONFIG, \
+    build_text_encoder, build_unet, load_vae
 from .training import append_log, ema_update, has_state, load_state, save_state, step_rng, \
     truncate_log
-
-
-def load_trained_vae(folder: str | Path):
-    folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text())["model"]
-    vae = build_vae(config)
-    vae.load_state_dict(load_weights(folder / "model.safetensors"))
-    return vae.eval().requires_grad_(False)
 
 
 @torch.no_grad()
@@ -69,7 +61,7 @@ def training_scheduler(name: str):
     abar = 0 at t = 999, v prediction, sampling grids that start at t = 999)."""
     from diffusers import DDIMScheduler
 
-    from ..models import MODELSCOPE_SCHEDULER
+    from ivlite.models import MODELSCOPE_SCHEDULER
 
     if name == "modelscope":
         return modelscope_scheduler()
@@ -252,7 +244,7 @@ def train(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    vae = load_trained_vae(args.vae).to(device)
+    vae = load_vae(args.vae).to(device)
     unet_config = unet_config_from(args)
     unet, text = build_unet(unet_config).to(device), build_text_encoder().to(device)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), \

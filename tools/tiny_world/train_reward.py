@@ -32,7 +32,7 @@ continues bit for bit where the run stopped.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python -m ivlite.world.train_reward --out ivlite/assets/tiny_world/reward
+    OMP_NUM_THREADS=1 python -m tools.tiny_world.train_reward --out ivlite/assets/tiny_world/reward
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..rewards.clip import CLIP_MEAN, CLIP_STD, ClipReward
-from .assets import load_weights, save_weights
-from .captions import (
+from ivlite.rewards.clip import CLIP_MEAN, CLIP_STD, ClipReward
+from ivlite.world.assets import load_weights, save_weights
+from ivlite.world.captions import (
     SPLITS,
     Scene,
     all_categories,
@@ -62,9 +62,9 @@ from .captions import (
     base_training_scenes,
     split_scenes,
 )
-from .oracle import judge_frame
-from .render import render_clip, sample_quality
-from .reward_model import (
+from ivlite.world.oracle import judge_frame
+from ivlite.world.render import render_clip, sample_quality
+from ivlite.world.reward_model import (
     CONFIG_FILE,
     TINY_HPS_CONFIG,
     TOKEN_TABLES,
@@ -531,7 +531,7 @@ def compact(metrics: dict[str, dict[str, float]]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     defaults = Settings()
-    p = argparse.ArgumentParser(prog="python -m ivlite.world.train_reward",
+    p = argparse.ArgumentParser(prog="python -m tools.tiny_world.train_reward",
                                 description="Train the tiny world's HPSv2 reward model.")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--contrastive-steps", type=int, default=defaults.contrastive_steps)
