@@ -67,8 +67,8 @@ def add_frame_positions(unet: UNet3DConditionModel, kind: str = "sinusoidal",
     Why: ModelScopeT2V's temporal attention has no position embedding, so its only frame index is
     the zero padding of its temporal convolutions at the clip's ends. A motion word must be drawn
     differently in every frame, so a UNet that cannot tell frame 3 from frame 12 cannot follow
-    one; the real model learned it from millions of clips, while the tiny one had not after the
-    CPU hours of the README's runs (tiny world: the motion check). The embedding has no weights
+    one; the real model learned it from millions of clips, while the tiny one, without it, had
+    not after hours of CPU training (``tools/tiny_world/README.md``). The embedding has no weights
     and its table (up to ``max_frames`` frames) is not saved (a non-persistent buffer), so state
     dicts keep ModelScope's keys; the ``frame_positions`` entry of the model's config is what
     rebuilds it.
