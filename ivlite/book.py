@@ -10,7 +10,8 @@ Every chapter runs in one of two modes, decided in one place, :func:`run_mode`:
 
 The environment variable ``IVLITE_BOOK_MODE`` (``tiny`` or ``full``) decides if set. Otherwise the
 mode is ``full`` only if CUDA is available *and* the real weights are already in the local caches
-(checked without touching the network), else ``tiny``. A chapter then asks :func:`book_model` and
+(checked without touching the network, under either of the model's published names:
+``damo-vilab/`` or ``ali-vilab/``), else ``tiny``. A chapter then asks :func:`book_model` and
 :func:`book_reward` for the model and reward of its mode and makes the same calls in both.
 
 Also here: the full-size ModelScopeT2V UNet built without weights (:func:`modelscope_unet`, for
@@ -26,23 +27,12 @@ from typing import Any
 
 import torch
 
+from .hub import CONFIG_FILES, WEIGHT_FILES, find_cached
 from .models import MODELSCOPE_REPO, MODELSCOPE_UNET
 
 MODES = ("tiny", "full")
 MODE_ENV = "IVLITE_BOOK_MODE"
 MODELSCOPE_ID = MODELSCOPE_REPO
-
-# The weight file of each component that from_pretrained reads, for a variant suffix ("" or
-# ".fp16"): safetensors, or the older .bin.
-_WEIGHT_FILES = {
-    "unet": ("diffusion_pytorch_model{}.safetensors", "diffusion_pytorch_model{}.bin"),
-    "vae": ("diffusion_pytorch_model{}.safetensors", "diffusion_pytorch_model{}.bin"),
-    "text_encoder": ("model{}.safetensors", "pytorch_model{}.bin"),
-}
-_CONFIG_FILES = ("model_index.json", "unet/config.json", "vae/config.json",
-                 "text_encoder/config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
-                 "scheduler/scheduler_config.json")
-
 
 # ----------------------------------------------------------------------------- the mode
 
@@ -58,15 +48,11 @@ def modelscope_variant(repo_id: str = MODELSCOPE_ID) -> str | None:
     """Which weights of ModelScopeT2V the local hub cache holds completely (no network).
 
     ``"fp16"`` (the repository's half-precision files), ``"fp32"`` (its default ones), or
-    ``None`` when a config or weight file is missing.
+    ``None`` when a config, tokenizer or weight file is missing (:data:`ivlite.hub.CONFIG_FILES`).
+    Files fetched under either published name count (``damo-vilab/`` or ``ali-vilab/``).
     """
-    if not all(_cached(repo_id, f) for f in _CONFIG_FILES):
-        return None
-    for variant, suffix in (("fp16", ".fp16"), ("fp32", "")):
-        if all(any(_cached(repo_id, f"{folder}/{name.format(suffix)}") for name in names)
-               for folder, names in _WEIGHT_FILES.items()):
-            return variant
-    return None
+    found = find_cached(repo_id)
+    return found[1] if found else None
 
 
 def modelscope_cached(repo_id: str = MODELSCOPE_ID) -> bool:
@@ -99,9 +85,9 @@ def fetch_full_weights(version: str = "v2") -> None:
     from .rewards.hps import HPS_FILES, HPS_REPO
 
     available = set(HfApi().list_repo_files(MODELSCOPE_ID))
-    files = [f for f in _CONFIG_FILES if f in available]
+    files = [f for f in CONFIG_FILES if f in available]
     files += [f for f in available if f.startswith(("tokenizer/", "scheduler/"))]
-    for folder, names in _WEIGHT_FILES.items():
+    for folder, names in WEIGHT_FILES.items():
         found = [f"{folder}/{n.format(suffix)}" for suffix in (".fp16", "") for n in names
                  if f"{folder}/{n.format(suffix)}" in available]
         if not found:
@@ -147,8 +133,9 @@ def book_model(mode: str | None = None, *, dtype: torch.dtype | None = None):
     mode = _mode(mode)
     if mode == "tiny":
         return load_video_model("tiny-world")
-    cached = modelscope_variant()
-    model = load_video_model(MODELSCOPE_ID, dtype=torch.float16 if dtype is None else dtype,
+    found = find_cached(MODELSCOPE_ID)
+    name, cached = found if found is not None else (MODELSCOPE_ID, None)
+    model = load_video_model(name, dtype=torch.float16 if dtype is None else dtype,
                              variant=None if cached == "fp32" else "fp16",
                              local_files_only=cached is not None)
     return model.to(book_device(mode))

@@ -28,7 +28,8 @@ MODELSCOPE_SCHEDULER = dict(
 
 
 MODELSCOPE_REPO = "damo-vilab/text-to-video-ms-1.7b"
-"""ModelScopeT2V's diffusers checkpoint (also published as ``ali-vilab/text-to-video-ms-1.7b``)."""
+"""ModelScopeT2V's diffusers checkpoint, now also named ``ali-vilab/text-to-video-ms-1.7b``
+(:data:`ivlite.hub.MODELSCOPE_NAMES`; the loaders find a cached copy under either name)."""
 
 # The component configs of MODELSCOPE_REPO (unet/, vae/, text_encoder/ config.json), for building
 # the full-size architecture with random weights (benchmarks) or scaled-down copies (tests).
@@ -238,7 +239,7 @@ def _transformers_dtype_kw(dtype: torch.dtype) -> dict:
 
 
 def load_video_model(name_or_path: str, *, dtype: torch.dtype = torch.float32,
-                     revision: str | None = None, variant: str | None = None,
+                     revision: str | None = None, variant: str | None = "auto",
                      local_files_only: bool = False) -> VideoModel:
     """Load ModelScopeT2V-style components from a diffusers folder or hub id, one class at a time.
 
@@ -246,7 +247,11 @@ def load_video_model(name_or_path: str, *, dtype: torch.dtype = torch.float32,
     (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``). The scheduler is the
     checkpoint's own config read into a ``DDIMScheduler``. ``dtype`` is the weights' precision
     (``torch.float16`` / ``torch.bfloat16`` on a GPU); ``variant="fp16"`` downloads the hub
-    repository's half-precision files (half the bytes) instead of the float32 ones.
+    repository's half-precision files (half the bytes) instead of the float32 ones, ``None`` the
+    default ones. ``"auto"`` takes a variant the local hub cache holds completely, under any of
+    the model's published names (``damo-vilab/`` or ``ali-vilab/``), and then loads without
+    network; with nothing cached it downloads the default files
+    (:func:`ivlite.hub.resolve_weights`).
     """
     if name_or_path == "tiny-random":
         return tiny_random_model()
@@ -258,7 +263,10 @@ def load_video_model(name_or_path: str, *, dtype: torch.dtype = torch.float32,
     if local.exists() and not (local / "unet").is_dir():
         raise FileNotFoundError(f"model={name_or_path!r}: a local model folder must contain unet/, "
                                 f"vae/, text_encoder/, tokenizer/ and scheduler/ (diffusers layout)")
-    hub = dict(revision=revision, local_files_only=local_files_only)
+    from .hub import resolve_weights
+
+    name_or_path, variant, cached = resolve_weights(name_or_path, dtype, variant, revision)
+    hub = dict(revision=revision, local_files_only=local_files_only or cached)
     unet_class = UNet3DConditionModel.load_config(name_or_path, subfolder="unet", **hub) \
         .get("_class_name", "UNet3DConditionModel")
     if unet_class != "UNet3DConditionModel":

@@ -231,6 +231,7 @@ def test_weight_check_reads_only_the_local_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     import ivlite.book as book
+    from ivlite.hub import CONFIG_FILES
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HPS_ROOT", str(tmp_path / "hps"))
@@ -239,8 +240,8 @@ def test_weight_check_reads_only_the_local_cache(tmp_path, monkeypatch):
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("0" * 40)
     snapshot = repo / "snapshots" / ("0" * 40)
-    files = list(book._CONFIG_FILES) + ["unet/diffusion_pytorch_model.fp16.safetensors",
-                                        "vae/diffusion_pytorch_model.fp16.safetensors"]
+    files = list(CONFIG_FILES) + ["unet/diffusion_pytorch_model.fp16.safetensors",
+                                  "vae/diffusion_pytorch_model.fp16.safetensors"]
     for name in files:
         (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
         (snapshot / name).write_text("x")

@@ -3,10 +3,14 @@
 Marked ``gpu``; each test skips cleanly without CUDA or without the weights in the local hub cache
 (nothing is downloaded: ``local_files_only``). Fetch the weights once, on a machine with network::
 
-    huggingface-cli download damo-vilab/text-to-video-ms-1.7b --include "*.json" "*.txt" "*fp16*"
-    huggingface-cli download xswu/HPSv2 HPS_v2_compressed.pt
-    huggingface-cli download yuvalkirstain/PickScore_v1
-    huggingface-cli download laion/CLIP-ViT-H-14-laion2B-s32B-b79K --include "*.json" "*.txt"
+    hf download ali-vilab/text-to-video-ms-1.7b \
+        --include "*.json" --include "*.txt" --include "*fp16.safetensors"
+    hf download xswu/HPSv2 HPS_v2_compressed.pt
+    hf download yuvalkirstain/PickScore_v1
+    hf download laion/CLIP-ViT-H-14-laion2B-s32B-b79K --include "*.json" --include "*.txt"
+
+(``hf`` is huggingface_hub's command since 1.0; each ``--include`` takes one pattern. Weights
+fetched as ``damo-vilab/text-to-video-ms-1.7b``, the repository's first name, are found too.)
 
 or point ``IVLITE_MODELSCOPE`` at a local diffusers folder and ``IVLITE_HPS_CHECKPOINT`` at the
 ``.pt`` file. Run with ``pytest -m gpu tests``.
@@ -35,20 +39,18 @@ def _cached(repo: str, *files: str) -> bool:
 
 def _modelscope():
     """(name or folder, variant) of ModelScopeT2V weights available offline, else skip."""
+    from ivlite.hub import find_cached
     from ivlite.models import MODELSCOPE_REPO
 
     folder = os.environ.get("IVLITE_MODELSCOPE")
     if folder:
-        return folder, None
-    for variant, suffix in (("fp16", ".fp16.safetensors"), (None, ".safetensors"),
-                            ("fp16", ".fp16.bin"), (None, ".bin")):
-        if _cached(MODELSCOPE_REPO, "model_index.json", "unet/config.json",
-                   f"unet/diffusion_pytorch_model{suffix}",
-                   f"vae/diffusion_pytorch_model{suffix}",
-                   f"text_encoder/{'model' if 'safetensors' in suffix else 'pytorch_model'}"
-                   f"{suffix}"):
-            return MODELSCOPE_REPO, variant
-    pytest.skip(f"{MODELSCOPE_REPO} is not in the local hub cache (and IVLITE_MODELSCOPE unset)")
+        return folder, "auto"
+    found = find_cached(MODELSCOPE_REPO)
+    if found is None:
+        pytest.skip(f"{MODELSCOPE_REPO} (or its other name) is not completely in the local hub "
+                    f"cache, and IVLITE_MODELSCOPE is unset")
+    name, variant = found
+    return name, None if variant == "fp32" else variant
 
 
 def _hps_checkpoint():
