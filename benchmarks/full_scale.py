@@ -176,6 +176,8 @@ def run_mode(name: str, base, reward, *, smoke: bool, device: str, steps: int, w
         unet_forward_passes=calls + mode["grad_steps"],  # + checkpoint recomputation in backward
         unet_backward_passes=mode["grad_steps"],
         loss_finite=all(r["loss"] == r["loss"] for r in result.log),
+        loss_per_step=[r["loss"] for r in result.log],  # warm-up steps included
+        reward_per_step=[r["reward"] for r in result.log],
     )
     if cuda:
         record.update(weights_gib=round(weights / 2**30, 3),
@@ -195,17 +197,18 @@ def device_name(device: str, smoke: bool) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| mode | chain | D | K | s/step | UNet calls/step | fwd+recompute | peak GiB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode | chain | D | K | s/step | UNet calls/step | fwd+recompute | peak GiB | "
+             "reserved GiB |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['mode']} | {r['chain']} | {r['ddim_steps']} | {r['grad_steps']} | "
-                         f"{r['error'][:40]} | | | |")
+                         f"{r['error'][:40]} | | | | |")
             continue
         peak = f"{r['peak_gib']:.2f}" if "peak_gib" in r else "n/a"
+        reserved = f"{r['peak_reserved_gib']:.2f}" if "peak_reserved_gib" in r else "n/a"
         lines.append(f"| {r['mode']} | {r['chain']} | {r['ddim_steps']} | {r['grad_steps']} | "
                      f"{r['seconds_per_step']:.2f} | {r['unet_calls']} | "
-                     f"{r['unet_forward_passes']} | {peak} |")
+                     f"{r['unet_forward_passes']} | {peak} | {reserved} |")
     return "\n".join(lines) + "\n"
 
 
@@ -241,24 +244,17 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--steps must be >= 1 and --warmup >= 0")
 
     base, reward = build_shared(smoke, device, dtype)
-    results = []
-    with tempfile.TemporaryDirectory(prefix="ivlite-bench-") as tmp:
-        for name in args.modes:
-            results.append(run_mode(name, base, reward, smoke=smoke, device=device, steps=steps,
-                                    warmup=warmup, num_frames=frames, size=size,
-                                    precision=precision, work=Path(tmp)))
-            print(table(results[-1:]).splitlines()[-1], flush=True)
     import diffusers
     import peft
 
+    results = []
     report = {
         "device": device_name(device, smoke),
         "smoke": smoke,
         "weights": "random (architecture only; no download)",
         "settings": dict(frames=frames, height=size, width=size, batch=1, precision=precision,
                          steps=steps, warmup=warmup, lora_rank=4),
-        "parameters": {"unet": results[0]["unet_parameters"],
-                       "vae": sum(p.numel() for p in base["vae"].parameters()),
+        "parameters": {"vae": sum(p.numel() for p in base["vae"].parameters()),
                        "text_encoder": sum(p.numel() for p in base["text_encoder"].parameters()),
                        "reward": sum(p.numel() for p in reward.model.parameters())},
         "unet_config": unet_config(smoke),
@@ -269,7 +265,15 @@ def main(argv: list[str] | None = None) -> dict:
     }
     out = Path(args.out) if args.out else RESULTS / f"full_scale_{report['device']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    with tempfile.TemporaryDirectory(prefix="ivlite-bench-") as tmp:
+        for name in args.modes:
+            results.append(run_mode(name, base, reward, smoke=smoke, device=device, steps=steps,
+                                    warmup=warmup, num_frames=frames, size=size,
+                                    precision=precision, work=Path(tmp)))
+            report["parameters"]["unet"] = results[0]["unet_parameters"]
+            # after every mode, so that a run stopped by a time limit keeps what it measured
+            out.write_text(json.dumps(report, indent=2) + "\n")
+            print(table(results[-1:]).splitlines()[-1], flush=True)
     print()
     print(table(results), end="")
     print(f"results: {out}")

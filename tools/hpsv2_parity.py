@@ -11,8 +11,8 @@ in a separate virtual environment and runs it there, in a child process:
    hpsv2's pins, installed into the environment, take precedence there. For ``hpsv2`` the missing
    ``bpe_simple_vocab_16e6.txt.gz`` is copied from open_clip, which ships the same file.
 2. A random open_clip model of ``--arch`` (``small``: ivlite's small ViT-H-14-shaped config with
-   ViT-H-14's 224x224 input, the default; ``ViT-H-14``: HPSv2's real architecture, 986M parameters, about 7 GB of memory and
-   minutes on a CPU) is saved as an HPS checkpoint in the published format
+   ViT-H-14's 224x224 input, the default; ``ViT-H-14``: HPSv2's real architecture, 986M
+   parameters, about 7 GB of memory and many minutes on a CPU) is saved as an HPS checkpoint in the published format
    (``{"state_dict": ...}``, fp16), and test images as PNG files: smooth random patterns at 224x224
    (no resizing anywhere), 256x256 (ModelScopeT2V's frames) and two non-square sizes.
 3. The child process, in the hpsv2 environment with the network off, builds the model with
