@@ -10,9 +10,10 @@ time loses nothing the others measured:
 
 1. ``environment.json``: versions, the GPU, whether real weights are in the hub cache (written
    by phase 4's process, so that this one imports no torch).
-2. ``full_scale.json`` (+ ``.log``): ``benchmarks/full_scale.py`` for every setting (InstructVideo,
-   DRaFT-1 at D = 20 and 50, full backpropagation) at full size with random weights: seconds per
-   step, peak allocated and reserved GPU memory, loss and reward of every step.
+2. ``full_scale.json`` (+ ``.log``): ``python -m benchmarks.full_scale`` for every setting
+   (InstructVideo, DRaFT-1 at D = 20 and 50, full backpropagation) at full size with random
+   weights: seconds per step, peak allocated and reserved GPU memory, loss and reward of every
+   step.
 3. ``gpu_tests.xml`` (+ ``.log``): ``pytest -m gpu tests/test_fullscale_gpu.py`` with its own
    options (no notebooks; the tests that need real weights skip without them).
 4. ``real_finetune.json``: with ModelScopeT2V and HPSv2 in the hub cache, HPSv2 of clips sampled
@@ -179,7 +180,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT))
 
     if args.phase == "real":  # a child process: phases 1 and 4 (the parent imports no torch)
         _write(out / "environment.json", environment(args.smoke))
@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> dict:
         env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"))
     t0 = time.perf_counter()
     phases = []
-    bench_cmd = [sys.executable, "benchmarks/full_scale.py", "--out", str(out / "full_scale.json")]
+    bench_cmd = [sys.executable, "-m", "benchmarks.full_scale",
+                 "--out", str(out / "full_scale.json")]
     bench_cmd += (["--smoke", "--modes", "instructvideo", "draft1-d20"] if args.smoke
                   else ["--steps", "2", "--warmup", "1"])
     phases.append(run_phase("full_scale", bench_cmd, out, limits["benchmark"], env))
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
         sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_fullscale_gpu.py",
         "-o", "addopts=", "-p", "no:cacheprovider", "-q", "-rs",
         "--junitxml", str(out / "gpu_tests.xml")], out, limits["gpu_tests"], env))
-    real_cmd = [sys.executable, str(Path(__file__).resolve()), str(out), "--phase", "real"]
+    real_cmd = [sys.executable, "-m", "benchmarks.gpu_check", str(out), "--phase", "real"]
     phases.append(run_phase("real_finetune", real_cmd + (["--smoke"] if args.smoke else []),
                             out, limits["real"], env))
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU command: ivlite's full-size checks on a bare CUDA machine without network (~8 minutes).
 #
-#   bash benchmarks/gpu_check.sh OUT           # GPU: every phase, results in OUT (see gpu_check.py)
+#   bash benchmarks/gpu_check.sh OUT           # GPU: every phase, results in OUT (gpu_check.py)
 #   bash benchmarks/gpu_check.sh --smoke OUT   # CPU: the same phases scaled down (CI runs this)
 #   bash benchmarks/gpu_check.sh wheels        # with PyPI: the Python 3.12 wheels that the GPU
 #                                              # image lacks, into .whl/ (keep it out of git:
@@ -36,4 +36,4 @@ if ! "$PYTHON" -c "import diffusers, peft, open_clip, transformers, accelerate" 
     fi
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
-exec "$PYTHON" benchmarks/gpu_check.py "$@"
+exec "$PYTHON" -m benchmarks.gpu_check "$@"

@@ -12,9 +12,10 @@ in a separate virtual environment and runs it there, in a child process:
    ``bpe_simple_vocab_16e6.txt.gz`` is copied from open_clip, which ships the same file.
 2. A random open_clip model of ``--arch`` (``small``: ivlite's small ViT-H-14-shaped config with
    ViT-H-14's 224x224 input, the default; ``ViT-H-14``: HPSv2's real architecture, 986M
-   parameters, about 7 GB of memory and many minutes on a CPU) is saved as an HPS checkpoint in the published format
-   (``{"state_dict": ...}``, fp16), and test images as PNG files: smooth random patterns at 224x224
-   (no resizing anywhere), 256x256 (ModelScopeT2V's frames) and two non-square sizes.
+   parameters, about 7 GB of memory and many minutes on a CPU) is saved as an HPS checkpoint in
+   the published format (``{"state_dict": ...}``, fp16), and test images as PNG files: smooth
+   random patterns at 224x224 (no resizing anywhere), 256x256 (ModelScopeT2V's frames) and two
+   non-square sizes.
 3. The child process, in the hpsv2 environment with the network off, builds the model with
    hpsv2's own ``create_model_and_transforms`` and arguments (only ``pretrained=None`` instead of
    the LAION tag, which would download 4 GB of weights the checkpoint replaces anyway), and scores
@@ -25,8 +26,9 @@ in a separate virtual environment and runs it there, in a child process:
    preprocessing), and once more on hpsv2's preprocessed tensors, which separates a difference of
    the model, tokenizer and score formula (should be ~1e-7) from one of the preprocessing.
 
-    python tools/hpsv2_parity.py                         # small architecture, about a minute
-    python tools/hpsv2_parity.py --arch ViT-H-14 --out benchmarks/results/hpsv2_parity_vit_h.json
+    OMP_NUM_THREADS=1 python -m tools.hpsv2_parity               # small architecture, ~1 min
+    OMP_NUM_THREADS=1 python -m tools.hpsv2_parity --arch ViT-H-14 \
+        --out benchmarks/results/hpsv2_parity_vit_h_14.json
 
 Results: ``benchmarks/results/hpsv2_parity.json`` (max and mean absolute score differences per
 image size, all scores, versions).
@@ -38,7 +40,7 @@ import argparse
 import datetime
 import json
 import os
-import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -169,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--env", default="/tmp/hpsv2-env", help="the hpsv2 virtual environment")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "hpsv2_parity.json"))
+    parser.add_argument("--note", default=None, help="recorded with the machine's details")
     parser.add_argument("--hpsv2-side", metavar="WORK", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.hpsv2_side:
@@ -180,12 +183,13 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from PIL import Image
 
-    sys.path.insert(0, str(ROOT))
+    from benchmarks.settings import machine_info
     from ivlite.fake_hub import hps_checkpoint_bytes
     from ivlite.rewards import hps_reward
     from ivlite.rewards.hps import SMALL_VIT_H_14, register_open_clip_config
 
     python = ensure_env(Path(args.env), args.package)
+    machine = machine_info(args.note)
     small = {**SMALL_VIT_H_14, "vision_cfg": {**SMALL_VIT_H_14["vision_cfg"], "image_size": 224}}
     arch = register_open_clip_config(SMALL_224, small) if args.arch == "small" else "ViT-H-14"
     with tempfile.TemporaryDirectory(prefix="hpsv2-parity-") as tmp:
@@ -231,8 +235,6 @@ def main(argv: list[str] | None = None) -> dict:
             "same_preprocessed_input": _stats([abs(r["ivlite_on_hpsv2_input"] - r["hpsv2"])
                                                for r in sel]),
             "score_range": [min(r["hpsv2"] for r in sel), max(r["hpsv2"] for r in sel)]}
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
     report = {
         "what": "ivlite hps_reward vs the hpsv2 package's img_score.score, same random weights "
                 "(HPS checkpoint format: {'state_dict': fp16}), same PNG images, every image x "
@@ -251,13 +253,12 @@ def main(argv: list[str] | None = None) -> dict:
                       "(no antialias, aspect ratio not kept) -> CLIP mean/std (as the official "
                       "InstructVideo code)"},
         "summary": summary, "rows": rows,
-        "provenance": {"date": datetime.date.today().isoformat(), "ivlite_commit": commit,
-                       "command": "python tools/hpsv2_parity.py " + " ".join(argv or sys.argv[1:]),
-                       "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s)",
+        "provenance": {"date": datetime.date.today().isoformat(),
+                       "command": "python -m tools.hpsv2_parity " + shlex.join(
+                           sys.argv[1:] if argv is None else argv),
                        "hpsv2_side": {k: v for k, v in theirs.items() if k != "scores"},
-                       "ivlite_side": {"torch": torch.__version__,
-                                       "open_clip": open_clip.__version__,
-                                       "python": platform.python_version()}},
+                       "ivlite_side": {"open_clip": open_clip.__version__}},
+        "machine": {**machine, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
