@@ -287,7 +287,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def parse_value(name: str, text: str) -> Any:
-    """A command-line value read as YAML (``0.5``, ``[a, b]``, ``null``); ConfigError if invalid."""
+    """A command-line value read as YAML (``0.5``, ``[a, b]``, ``null``); ConfigError if invalid.
+
+    A text field (``mixed_precision``, ``chain``, ...) takes the text as typed: YAML would read
+    ``no``, ``off`` or ``yes`` as booleans (``null`` still clears an optional one)."""
+    f = Config.__dataclass_fields__.get(name)
+    if f is not None and str(f.type) in ("str", "str | None"):
+        return None if str(f.type) != "str" and text.strip() in ("null", "~") else text
     if not text.strip():
         return text
     try:
@@ -325,6 +331,9 @@ def _coerce(name: str, value: Any, current: Any, f: dataclasses.Field) -> Any:
     if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) \
             and value.is_integer():
         return int(value)
+    if str(f.type) in ("str", "str | None") and isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} is not text: YAML reads yes/no/on/off as booleans; "
+                          f"quote it ({name}: '{'yes' if value else 'no'}')")
     if isinstance(value, os.PathLike) and (isinstance(current, str) or current is None):
         return os.fspath(value)
     if name == "prompts" and isinstance(value, (str, list)):

@@ -80,3 +80,16 @@ def test_overrides_yaml_and_unknown_fields(tmp_path):
     path.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         Config.from_yaml(path)
+
+
+def test_text_fields_take_the_text_as_typed_on_the_command_line(tmp_path):
+    from ivlite.cli import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["finetune", "--mixed-precision", "no", "--chain", "edit",
+                                      "--reward-checkpoint", "null"])
+    cfg = _config_from_args(args)
+    assert cfg.mixed_precision == "no" and cfg.chain == "edit" and cfg.reward_checkpoint is None
+    yml = tmp_path / "run.yaml"
+    yml.write_text("mixed_precision: no\n")        # YAML's boolean false, not the text 'no'
+    with pytest.raises(ConfigError, match="quote it"):
+        Config.from_yaml(yml)
