@@ -85,8 +85,17 @@ def _load_for_inference(cfg: Config, adapter: str | None, lora_scale: float):
     return model
 
 
+def _set_threads(args: argparse.Namespace) -> None:
+    """Every verb: torch's thread count by :mod:`ivlite.threads`' rule, said in one line on
+    stderr (stdout stays the command's output)."""
+    from .threads import use_threads
+
+    print(use_threads(args.threads), file=sys.stderr)
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)  # before the heavy imports: a mistake is reported at once
+    _set_threads(args)
     from .trainer import finetune
 
     result = finetune(cfg)
@@ -99,6 +108,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     _check_inference_args(args)
+    _set_threads(args)
     from .evaluation import sample_videos
     from .video_io import write_video
 
@@ -141,6 +151,7 @@ def _training_captions(cfg: Config, spec: str | None) -> list[str]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     _check_inference_args(args)
+    _set_threads(args)
     from .evaluation import evaluate, to_markdown
     from .prompts import training_overlap
     from .rewards import build_reward
@@ -185,21 +196,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import shutil
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        if not args.force:
-            raise ConfigError(f"--out {str(out)!r} is not empty; pass --force to replace it or "
-                              f"choose another --out")
-        shutil.rmtree(out)
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps={args.steps} must be an integer >= 1")
-    from .world.demo import run_demo, summary_table, target_lines
+    from .world.demo_files import check_out
 
-    metrics = run_demo(out, steps=args.steps)
+    resuming = check_out(out, args.force)  # ConfigError for a folder it must not touch
+    if args.force and out.exists():
+        shutil.rmtree(out)
+    _set_threads(args)
+    again = demo_command(args)
+    if resuming:
+        print(f"resuming the interrupted demo in {out} (its saved scores and checkpoints are "
+              f"kept; `{again} --force` starts over)", file=sys.stderr)
+    try:
+        from .world.demo import REWARD_NOTE, run_demo, summary_table, target_lines
+
+        metrics = run_demo(out, steps=args.steps)
+    except KeyboardInterrupt:
+        print(f"interrupted; what is done is saved in {out}: run `{again}` to continue where it "
+              f"stopped", file=sys.stderr)
+        return 130
     print(summary_table(metrics), end="")
+    print(REWARD_NOTE.format(s=metrics["config"]["segments"]))
     print("; ".join(target_lines(metrics)))
-    print(f"{metrics['steps']} steps in {metrics['seconds']:.0f} s; videos, reward curve, adapter "
-          f"and metrics.json in {out}")
+    print(f"{metrics['steps']} steps in {metrics['seconds']:.0f} s; videos, before/after figure, "
+          f"reward curve, adapter and metrics.json in {out}")
     return 0
+
+
+def demo_command(args: argparse.Namespace) -> str:
+    """The command that reruns this demo without starting over (no ``--force``)."""
+    import shlex
+
+    words = ["ivlite", "demo", "--out", args.out]
+    if args.steps is not None:
+        words += ["--steps", str(args.steps)]
+    if args.threads is not None:
+        words += ["--threads", str(args.threads)]
+    return shlex.join(words)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,14 +272,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="InstructVideo on the tiny world, before/after evidence")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: preset's)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--force", action="store_true", help="start over: delete --out's earlier "
+                   "demo (without it an interrupted demo in --out continues where it stopped)")
     p.set_defaults(func=cmd_demo)
+    for p in sub.choices.values():
+        p.add_argument("--threads", default=None, metavar="N",
+                       help="torch threads (default: $OMP_NUM_THREADS, else 1: more threads "
+                            "than idle cores can make each step 8x slower)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from .threads import choose_threads
+
+        choose_threads(args.threads)  # a bad value is reported before any other work
         return args.func(args)
     except (ConfigError, ValueError, OSError) as err:  # FileNotFoundError is an OSError
         # One line: library messages (ffmpeg, safetensors, hub) can run to pages.

@@ -350,7 +350,7 @@ def _mean_gradients(params: list[torch.nn.Parameter], accelerator: Accelerator) 
 
 
 def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | None = None,
-             clips: LatentClips | None = None, progress: bool = True,
+             clips: LatentClips | None = None, progress: bool | str = True,
              stop_when=None) -> RunResult:
     """Run (or resume) InstructVideo fine-tuning as ``cfg`` says. Returns the run's result.
 
@@ -358,7 +358,7 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
     would load (tests and notebooks pass objects they built). ``stop_when(step, record, unet)``,
     called after every step, ends the run early when it returns True (see
     :mod:`ivlite.early_stop`: ``TimeBudget``; ``EarlyStopping``, which ``cfg.early_stop_judge``
-    sets up when ``stop_when`` is None).
+    sets up when ``stop_when`` is None). ``progress``: show a progress bar (a string labels it).
     """
     cfg.validate()
     check_environment(cfg)
@@ -416,7 +416,8 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
     if progress and accelerator.is_main_process:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.max_steps, initial=start, desc="instructvideo", unit="step")
+        bar = tqdm(total=cfg.max_steps, initial=start, unit="step",
+                   desc=progress if isinstance(progress, str) else "instructvideo")
     if stop_when is None:
         try:
             stop_when = early_stopping_from_config(cfg, model, reward,
@@ -437,7 +438,9 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
             if bar is not None:
-                bar.set_postfix(reward=f"{record['reward']:.4f}", loss=f"{record['loss']:.4f}")
+                # R is TAR-weighted and not normalised (Eq. 8): far below a frame's score.
+                bar.set_postfix({f"train R (TAR, {cfg.segments} frames)": f"{record['reward']:.4f}",
+                                 "loss": f"{record['loss']:.4f}"})
                 bar.update(1)
         bad_in_a_row = bad_in_a_row + 1 if record["non_finite"] else 0
         if bad_in_a_row >= cfg.max_bad_steps:

@@ -114,31 +114,142 @@ def test_training_scripts_run_resume_and_export(tmp_path):
     assert len(groups[1]["params"]) == len(train_t2v.temporal_parameters(build_unet()))
 
 
-def test_demo_writes_every_file(world_dir, tmp_path):
+def _small_demo(world_dir, **kwargs):
+    """run_demo's keyword arguments for a demo of seconds: 4 DDIM steps, one clip per split, a
+    fresh model (the demo adds its LoRA to the model in place)."""
     from ivlite.config import Config
     from ivlite.rewards import ClipReward
-    from ivlite.world.demo import demo_target, run_demo, summary_table
     from ivlite.world.data import world_clips
     from ivlite.world.reward_model import build_tiny_hps, tiny_hps_tokenizer
 
+    torch.manual_seed(0)  # the tiny HPS is built at random
     model = load_tiny_world(world_dir)
-    reward = ClipReward(build_tiny_hps(), tiny_hps_tokenizer())
-    cfg = Config.preset("tiny-world", ddim_steps=4, save_every=1)
-    metrics = run_demo(tmp_path / "demo", steps=2, per_split=1, seeds=1, gifs_per_split=1,
-                       model=model, reward=reward, config=cfg, progress=False,
-                       clips=world_clips(model, clips=4))
+    return dict(per_split=1, seeds=1, gifs_per_split=1, model=model,
+                reward=ClipReward(build_tiny_hps(), tiny_hps_tokenizer()),
+                config=Config.preset("tiny-world", ddim_steps=4, save_every=1),
+                clips=world_clips(model, clips=4), **kwargs)
+
+
+def test_demo_writes_every_file(world_dir, tmp_path):
+    from PIL import Image
+
+    from ivlite.world.demo import TRAIN_REWARD, demo_target, plot_rewards, read_log, run_demo, \
+        summary_table
+
+    metrics = run_demo(tmp_path / "demo", steps=2, **_small_demo(world_dir, progress=False))
     out = tmp_path / "demo"
     assert set(metrics["splits"]) == {"in_domain", "held_out", "out_of_domain"}
     for split in metrics["splits"]:
         for when in ("before", "after"):
-            assert (out / "videos" / split / f"0_{when}.gif").is_file()
+            gif = Image.open(out / "videos" / split / f"0_{when}.gif")
+            assert gif.size == (256, 256) and gif.n_frames == 16  # 32x32 frames enlarged 8x
             assert set(metrics["splits"][split][when]) >= {"proxy_reward", "oracle_score",
                                                            "temporal_consistency"}
     assert (out / "reward_curve.png").stat().st_size > 1000
+    with Image.open(out / "before_after.png") as figure:  # 3 splits x (before, after) rows
+        assert figure.size[0] > 600 and figure.size[1] > 450
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     written = json.loads((out / "metrics.json").read_text())
     assert written["steps"] == 2 and written["target"] == demo_target(metrics)
-    assert "| in_domain |" in summary_table(metrics)
+    assert set(written["phase_seconds"]) == {"load", "score_before", "finetune", "score_after",
+                                             "write"}
+    table = summary_table(metrics)
+    assert "| in_domain |" in table and "| proxy reward (mean over 4 frames) |" in table
+    fig = plot_rewards(read_log(out / "run" / "log.jsonl"), tmp_path / "curve.png")
+    assert fig.axes[0].get_ylabel().replace("\n", " ") == TRAIN_REWARD.format(s=4)
+
+
+def test_an_interrupted_demo_continues_where_it_stopped(world_dir, tmp_path, monkeypatch,
+                                                        capsys):
+    """Ctrl-C (KeyboardInterrupt) in the base model's scoring, then in the fine-tuning: each
+    rerun of the same command keeps what was saved, and the end result is an uninterrupted
+    run's, to the last digit."""
+    import ivlite.trainer as trainer
+    import ivlite.world.demo as demo
+    from ivlite.cli import main
+
+    straight = demo.run_demo(tmp_path / "straight", steps=3,
+                             **_small_demo(world_dir, progress=False))
+
+    real_run, real_score, real_step = demo.run_demo, demo.score_split, trainer._train_step
+    monkeypatch.setattr(demo, "run_demo", lambda out, steps: real_run(
+        out, steps=steps, **_small_demo(world_dir)))
+    scored, stop = [], {}
+
+    def score_split(model, reward, prompts, **kw):
+        scored.append(prompts[0])
+        if stop.get("score") == len(scored):
+            raise KeyboardInterrupt
+        return real_score(model, reward, prompts, **kw)
+
+    def train_step(cfg, step, *args, **kwargs):
+        if stop.get("step") == step:  # step 0 computes step 1
+            raise KeyboardInterrupt
+        return real_step(cfg, step, *args, **kwargs)
+
+    monkeypatch.setattr(demo, "score_split", score_split)
+    monkeypatch.setattr(trainer, "_train_step", train_step)
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--steps", "3"]
+
+    stop["score"] = 2  # the second split of the base model
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; what is done is saved in {out}: run `ivlite demo --out {out} " \
+           f"--steps 3` to continue where it stopped" in err
+    assert [p.stem for p in (out / "before").iterdir()] == ["in_domain"]
+
+    scored.clear()
+    stop.update(score=None, step=2)  # after steps 1 and 2 were saved
+    assert main(argv) == 130
+    assert "resuming the interrupted demo" in capsys.readouterr().err
+    assert len(scored) == 2  # in-domain was read back
+    assert [line["step"] for line in read_log_of(out)] == [1, 2]
+
+    scored.clear()
+    stop.clear()
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert len(scored) == 3  # only the fine-tuned model is scored
+    assert "2/3 fine-tuning" in captured.err and "train R (TAR, 4 frames)" in captured.err
+    assert "3/3 scoring the fine-tuned model" in captured.err
+    assert "proxy reward (mean over 4 frames)" in captured.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] == 2 and metrics["steps"] == 3
+    assert [line["step"] for line in read_log_of(out)] == [1, 2, 3]
+    assert metrics["splits"] == json.loads(json.dumps(straight["splits"]))
+    a = load_file(out / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "straight" / "adapter" / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    assert main(argv) == 2  # finished: a rerun refuses, --force starts over
+    assert "holds a finished demo; pass --force" in capsys.readouterr().err
+
+
+def read_log_of(out):
+    from ivlite.world.demo import read_log
+
+    return read_log(out / "run" / "log.jsonl")
+
+
+def test_demo_folder_states(tmp_path):
+    from ivlite.config import ConfigError
+    from ivlite.world.demo_files import check_out
+
+    out = tmp_path / "demo"
+    assert check_out(out, force=False) is False  # new
+    (out / "run").mkdir(parents=True)
+    assert check_out(out, force=False) is True  # interrupted: continue
+    assert check_out(out, force=True) is False  # --force: start over
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"not a demo's folder \(it holds 'notes.txt'\)"):
+        check_out(out, force=False)
+    (out / "notes.txt").unlink()
+    (out / "metrics.json").write_text("{}")
+    with pytest.raises(ConfigError, match="holds a finished demo"):
+        check_out(out, force=False)
+    with pytest.raises(ConfigError, match="is a file"):
+        check_out(out / "metrics.json", force=True)
 
 
 def _split(before: dict, after: dict) -> dict:
