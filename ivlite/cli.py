@@ -85,9 +85,14 @@ def _load_for_inference(cfg: Config, adapter: str | None, lora_scale: float):
     return model
 
 
-def _set_threads(args: argparse.Namespace) -> None:
-    """Every verb: torch's thread count by :mod:`ivlite.threads`' rule, said in one line on
-    stderr (stdout stays the command's output)."""
+def _set_threads(args: argparse.Namespace, cfg: Config | None = None) -> None:
+    """Every verb, after its input checks and before its heavy work: torch's thread count by
+    :mod:`ivlite.threads`' rule, said in one line on stderr (stdout stays the command's output).
+    ``cfg``'s environment is checked first, so that a mistake found there stays the only line."""
+    if cfg is not None:
+        from .trainer import check_environment
+
+        check_environment(cfg)  # the verbs check again before loading a model: fast then
     from .threads import use_threads
 
     print(use_threads(args.threads), file=sys.stderr)
@@ -95,7 +100,7 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)  # before the heavy imports: a mistake is reported at once
-    _set_threads(args)
+    _set_threads(args, cfg)
     from .trainer import finetune
 
     result = finetune(cfg)
@@ -108,7 +113,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     _check_inference_args(args)
-    _set_threads(args)
+    _set_threads(args, cfg)
     from .evaluation import sample_videos
     from .video_io import write_video
 
@@ -151,7 +156,7 @@ def _training_captions(cfg: Config, spec: str | None) -> list[str]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     _check_inference_args(args)
-    _set_threads(args)
+    _set_threads(args, cfg)
     from .evaluation import evaluate, to_markdown
     from .prompts import training_overlap
     from .rewards import build_reward

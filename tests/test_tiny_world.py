@@ -161,8 +161,9 @@ def test_demo_writes_every_file(world_dir, tmp_path):
 
 def test_an_interrupted_demo_continues_where_it_stopped(world_dir, tmp_path, monkeypatch,
                                                         capsys):
-    """Ctrl-C (KeyboardInterrupt) in the base model's scoring, then in the fine-tuning: each
-    rerun of the same command keeps what was saved, and the end result is an uninterrupted
+    """Ctrl-C (KeyboardInterrupt) in the base model's scoring, in the fine-tuning, in the
+    fine-tuned model's scoring: each rerun of the same command keeps the base model's scores and
+    the checkpoints, scores the fine-tuned model afresh, and the end result is an uninterrupted
     run's, to the last digit."""
     import ivlite.trainer as trainer
     import ivlite.world.demo as demo
@@ -207,15 +208,21 @@ def test_an_interrupted_demo_continues_where_it_stopped(world_dir, tmp_path, mon
     assert [line["step"] for line in read_log_of(out)] == [1, 2]
 
     scored.clear()
+    stop.update(step=None, score=2)  # the fine-tuned model's second split
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "2/3 fine-tuning" in err and "train R (TAR, 4 frames)" in err  # labelled bars
+    assert "3/3 scoring the fine-tuned model" in err
+    assert (out / "after" / "in_domain.safetensors").is_file()
+
+    scored.clear()
     stop.clear()
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert len(scored) == 3  # only the fine-tuned model is scored
-    assert "2/3 fine-tuning" in captured.err and "train R (TAR, 4 frames)" in captured.err
-    assert "3/3 scoring the fine-tuned model" in captured.err
+    assert len(scored) == 3  # the fine-tuned model is scored again, all of it
     assert "proxy reward (mean over 4 frames)" in captured.out
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["resumed_from_step"] == 2 and metrics["steps"] == 3
+    assert metrics["resumed_from_step"] == 3 and metrics["steps"] == 3
     assert [line["step"] for line in read_log_of(out)] == [1, 2, 3]
     assert metrics["splits"] == json.loads(json.dumps(straight["splits"]))
     a = load_file(out / "adapter" / "adapter_model.safetensors")

@@ -95,21 +95,23 @@ def score_split(model: VideoModel, reward: Reward, prompts: list[str], *, seeds:
 def score_model(model: VideoModel, reward: Reward, prompts: dict[str, list[str]], *,
                 seeds: int = 2, ddim_steps: int = 20, guidance_scale: float = 3.0,
                 segments: int = 4, save_to: Path | None = None, when: str = "before",
-                label: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+                reuse: bool = False, key: dict | None = None, label: str | None = None
+                ) -> tuple[dict, dict[str, torch.Tensor]]:
     """Per split: proxy reward and oracle scores (mean, std over clips); and the clips.
 
     With ``save_to``, each split is written to ``save_to/<when>/<split>.safetensors`` as soon as
-    it is scored, and a split already saved there with the same settings is read back instead
-    of being sampled again. ``label`` names the progress bar (None: no bar).
+    it is scored, with the settings and ``key`` (what else made the clips: model, reward); with
+    ``reuse``, a split saved there with the same settings and key is read back instead of being
+    sampled again. ``label`` names the progress bar (None: no bar).
     """
     metrics, clips_out = {}, {}
     kw = dict(seeds=seeds, ddim_steps=ddim_steps, guidance_scale=guidance_scale,
               segments=segments)
+    settings = {split: {"prompts": p, **kw, **(key or {})} for split, p in prompts.items()}
     saved = {}
-    if save_to is not None:
-        for split, split_prompts in prompts.items():
-            found = load_scores(scores_path(save_to, when, split), {"prompts": split_prompts,
-                                                                    **kw})
+    if save_to is not None and reuse:
+        for split in prompts:
+            found = load_scores(scores_path(save_to, when, split), settings[split])
             if found is not None:
                 saved[split] = found
     total = seeds * sum(len(p) for p in prompts.values())
@@ -125,7 +127,7 @@ def score_model(model: VideoModel, reward: Reward, prompts: dict[str, list[str]]
                 model, reward, split_prompts, bar=bar, **kw)
             if save_to is not None:
                 save_scores(scores_path(save_to, when, split), clips_out[split], metrics[split],
-                            per_clip, {"prompts": split_prompts, **kw})
+                            per_clip, settings[split])
     finally:
         if bar is not None:
             bar.close()
@@ -212,9 +214,12 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, per_spl
         reward.to(device)
     prompts = world_splits(per_split)
     score_kw = dict(seeds=seeds, ddim_steps=cfg.ddim_steps, guidance_scale=cfg.guidance_scale,
-                    segments=cfg.segments, save_to=out)
+                    segments=cfg.segments, save_to=out, key={
+                        k: getattr(cfg, k) for k in ("model", "reward", "reward_checkpoint")})
     t = lap("load", t0)
-    before, before_clips = score_model(model, reward, prompts, when="before",
+    # The base model's scores of an interrupted run are read back; the fine-tuned model's never
+    # are (the fine-tuning may have gone on since).
+    before, before_clips = score_model(model, reward, prompts, when="before", reuse=True,
                                        label="1/3 scoring the base model" if progress else None,
                                        **score_kw)
     t = lap("score_before", t)

@@ -22,7 +22,7 @@ from ..config import ConfigError
 
 METRICS = "metrics.json"
 ENTRIES = {"before", "after", "run", "videos", "adapter", "reward_curve.png",
-           "before_after.png", METRICS}
+           "before_after.png", METRICS, METRICS + ".tmp"}
 """Every name the demo writes into its output folder."""
 
 
