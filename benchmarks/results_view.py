@@ -35,6 +35,8 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ivlite.config import edit_step_count
+
 RESULTS_ENV = "IVLITE_RESULTS"
 FILES = {
     "ablations": "ablations_tiny",
@@ -301,7 +303,7 @@ def predicted_ratio(g: float, *, tau: float = 0.6, ddim_steps: int = 20, grad_st
     """Predicted cost of an editing step over a DRaFT-K step (full chain of ``other_steps``):
     (int(tau D) - K + K g) / (other_steps - K + K g); (11 + g) / (49 + g) for the paper's
     defaults against DRaFT-1 over 50 steps."""
-    n = min(int(tau * ddim_steps), ddim_steps)
+    n = min(edit_step_count(tau, ddim_steps), ddim_steps)
     return (n - grad_steps + grad_steps * g) / (other_steps - grad_steps + grad_steps * g)
 
 
@@ -582,7 +584,7 @@ def explore_figure(tau: float = 0.6, ddim_steps: int = 20, lambda_tar: float = 1
 
     grid = [int(t) for t in ddim_scheduler(modelscope_scheduler(), ddim_steps).timesteps]
     tau = round(float(tau), 6)  # a slider's 0.6000000001 or 0.5999999 must not change int(tau D)
-    n = int(tau * ddim_steps)
+    n = edit_step_count(tau, ddim_steps)
     fig, (ax_c, ax_w) = plt.subplots(1, 2, figsize=(10, 2.6), dpi=dpi)
     ax_c.plot(grid, [0] * len(grid), "o", color="0.8", ms=4, label="DDIM grid")
     if n >= 1:
@@ -619,7 +621,8 @@ def static_explore_figure(g: float, cost: dict | None = None, *,
     fig, (ax_c, ax_w) = plt.subplots(1, 2, figsize=(10, 3), dpi=dpi)
     taus = [round(0.02 * i, 2) for i in range(1, 51)]
     for d in (10, 20, 50):
-        ax_c.step(taus, [int(t * d) - 1 + g if int(t * d) >= 1 else float("nan") for t in taus],
+        steps = [edit_step_count(t, d) for t in taus]
+        ax_c.step(taus, [n - 1 + g if n >= 1 else float("nan") for n in steps],
                   where="post", label=f"D = {d}: int(tau D) - 1 + g")
     ax_c.axhline(49 + g, color="0.4", ls="--", lw=1, label="DRaFT-1, D = 50")
     if cost:

@@ -31,6 +31,15 @@ def is_device_name(name: object) -> bool:
         name.startswith("cuda:") and name[5:].isdigit()))
 
 
+def edit_step_count(tau: float, ddim_steps: int) -> int:
+    """int(tau * D), the editing chain's length (Eq. 4), computed exactly: a product within 1e-9
+    of a whole number is that number (0.29 * 100 is 28.999999999999996 in floating point, and
+    means 29 steps); otherwise its floor, as ``VideoToVideoSDPipeline``'s strength."""
+    product = tau * ddim_steps
+    nearest = round(product)
+    return int(nearest) if abs(product - nearest) <= 1e-9 else math.floor(product)
+
+
 class ConfigError(ValueError):
     """A configuration value is out of range; the message names the field, value and range."""
 
@@ -126,8 +135,10 @@ class Config:
     # ------------------------------------------------------------------------------------------
     @property
     def edit_steps(self) -> int:
-        """Number of DDIM steps the chain runs: int(tau * D) when editing, D for the full chain."""
-        return self.ddim_steps if self.chain == "full" else int(self.tau * self.ddim_steps)
+        """Number of DDIM steps the chain runs: int(tau * D) when editing (computed exactly:
+        :func:`edit_step_count`), D for the full chain."""
+        return self.ddim_steps if self.chain == "full" else edit_step_count(self.tau,
+                                                                            self.ddim_steps)
 
     def validate(self) -> "Config":
         """Check every field; raise :class:`ConfigError` on the first bad one. Returns ``self``."""
@@ -136,7 +147,7 @@ class Config:
         _check(self.tau, "tau", _finite(self.tau) and 0 < self.tau <= 1, "0 < tau <= 1")
         _check_int(self.ddim_steps, "ddim_steps", 1, 1000)
         _check(self.chain, "chain", self.chain in ("edit", "full"), "'edit' or 'full'")
-        if self.chain == "edit" and int(self.tau * self.ddim_steps) < 1:
+        if self.chain == "edit" and edit_step_count(self.tau, self.ddim_steps) < 1:
             raise ConfigError(
                 f"tau * ddim_steps = {self.tau} * {self.ddim_steps} gives int(...) = 0 editing steps; "
                 f"need tau >= {1 / self.ddim_steps:.4g} for ddim_steps={self.ddim_steps}")
@@ -223,6 +234,9 @@ class Config:
     def from_yaml(cls, path: str | Path) -> "Config":
         """Read a YAML mapping of field names to values; an optional ``preset:`` key is applied first."""
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config: {str(path)!r} is a folder; expected a YAML file of "
+                              f"field: value")
         if not path.is_file():
             raise ConfigError(f"config: file {str(path)!r} does not exist")
         try:

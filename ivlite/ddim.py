@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 from diffusers import DDIMScheduler
 
+from .config import edit_step_count
+
 
 def ddim_scheduler(base: DDIMScheduler | dict, ddim_steps: int) -> DDIMScheduler:
     """A private copy of ``base`` set to a ``ddim_steps``-step grid (the caller's stays untouched)."""
@@ -28,13 +30,14 @@ def ddim_scheduler(base: DDIMScheduler | dict, ddim_steps: int) -> DDIMScheduler
 
 
 def chain_timesteps(scheduler: DDIMScheduler, ddim_steps: int, tau: float = 1.0) -> torch.Tensor:
-    """The timesteps an editing chain of strength ``tau`` visits: the last int(tau * D) of the grid.
+    """The timesteps an editing chain of strength ``tau`` visits: the last int(tau * D) of the grid
+    (computed exactly, :func:`ivlite.config.edit_step_count`: tau = 0.29, D = 100 gives 29).
 
     This is ``VideoToVideoSDPipeline.get_timesteps`` and the paper's Eq. 4 start:
     tau = 0.6, D = 20 on the ModelScope grid (951, 901, ..., 1) gives 551, 501, ..., 1 (12 steps).
     """
     grid = ddim_scheduler(scheduler, ddim_steps).timesteps
-    n = min(int(tau * ddim_steps), ddim_steps)
+    n = min(edit_step_count(tau, ddim_steps), ddim_steps)
     if n < 1:
         raise ValueError(f"tau={tau} with ddim_steps={ddim_steps} leaves int(tau * D) = 0 steps; "
                          f"need tau >= 1 / ddim_steps = {1 / ddim_steps:.4g}")

@@ -93,3 +93,34 @@ def test_text_fields_take_the_text_as_typed_on_the_command_line(tmp_path):
     yml.write_text("mixed_precision: no\n")        # YAML's boolean false, not the text 'no'
     with pytest.raises(ConfigError, match="quote it"):
         Config.from_yaml(yml)
+
+
+@pytest.mark.parametrize("tau, ddim_steps, steps", [
+    (0.29, 100, 29),   # 0.29 * 100 = 28.999999999999996 in floating point
+    (0.58, 50, 29),    # 28.999999999999996 too
+    (0.6, 20, 12),     # 12.000000000000002
+    (1 / 3, 3, 1),
+    (0.15, 10, 1),     # 1.5: the floor, as VideoToVideoSDPipeline's strength
+    (1.0, 7, 7),
+])
+def test_tau_times_d_is_counted_exactly(tau, ddim_steps, steps):
+    """int(tau * D) is the editing chain's length (Eq. 4): the config, the chain and the cost
+    model agree on it, without floating-point error."""
+    from ivlite.config import edit_step_count
+    from ivlite.ddim import chain_timesteps, start_timestep
+    from ivlite.models import modelscope_scheduler
+
+    assert edit_step_count(tau, ddim_steps) == steps
+    cfg = Config(tau=tau, ddim_steps=ddim_steps, grad_steps=steps).validate()
+    assert cfg.edit_steps == steps
+    sched = modelscope_scheduler()
+    grid = chain_timesteps(sched, ddim_steps, 1.0)
+    assert len(chain_timesteps(sched, ddim_steps, tau)) == steps
+    assert start_timestep(sched, ddim_steps, tau) == int(grid[ddim_steps - steps])
+
+
+def test_config_path_of_the_wrong_kind(tmp_path):
+    with pytest.raises(ConfigError, match=r"config: '.*' is a folder; expected a YAML file"):
+        Config.from_yaml(tmp_path)
+    with pytest.raises(ConfigError, match=r"config: file '.*absent.yaml' does not exist"):
+        Config.from_yaml(tmp_path / "absent.yaml")
