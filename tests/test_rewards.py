@@ -65,7 +65,54 @@ def test_reward_specs():
         parse_reward_spec("pickscor")
     with pytest.raises(ValueError, match="not a number"):
         parse_reward_spec("hpsv2:lots")
-    assert isinstance(build_reward("tiny-random-clip:0.5,tiny-random-clip:1"), torch.nn.Module)
+    assert isinstance(build_reward("tiny-random-clip:0.5"), torch.nn.Module)
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("tiny-random-clip:0.5,tiny-random-clip:1", "'tiny-random-clip' appears twice"),
+    ("tiny-random-clip:0.5, tiny-random-clip", "'tiny-random-clip' appears twice"),
+    ("tiny-random-clip:nan", "weight 'nan' of 'tiny-random-clip' is not a finite number"),
+    ("tiny-random-clip:inf,tiny-hps:1", "weight 'inf' of 'tiny-random-clip' is not a finite"),
+    ("tiny-random-clip:", "weight '' of 'tiny-random-clip' is not a number"),
+    ("tiny-random-clip,", "unknown reward ''"),
+])
+def test_reward_specs_that_would_drop_or_poison_a_term(spec, fragment):
+    """A repeated name used to keep only its last weight; NaN and infinite weights poisoned
+    every step. Each is refused, naming the spec and the term."""
+    with pytest.raises(ValueError, match="reward=") as err:
+        parse_reward_spec(spec)
+    assert fragment in str(err.value)
+
+
+def test_a_checkpoint_the_reward_does_not_read_is_refused(tmp_path):
+    from ivlite.rewards import check_reward_checkpoint
+
+    ckpt = tmp_path / "weights.pt"
+    ckpt.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"reward='tiny-random-clip' reads no checkpoint; "
+                                         r"allowed only with \['hpsv2'"):
+        build_reward("tiny-random-clip", str(ckpt))
+    with pytest.raises(ValueError, match="a sum of several rewards does not read a checkpoint"):
+        build_reward("tiny-hps:0.5,tiny-random-clip:0.5", str(ckpt))
+    check_reward_checkpoint("tiny-hps:2", str(ckpt))  # one reward, weighted: it reads it
+    check_reward_checkpoint("tiny-random-clip", None)
+
+
+def test_a_truncated_reward_checkpoint_is_one_line(tmp_path):
+    """A tiny-hps folder whose weights were cut short: a ValueError naming the checkpoint, not
+    safetensors' traceback."""
+    import shutil
+
+    from ivlite.world.reward_model import REWARD_FOLDER
+
+    folder = tmp_path / "reward"
+    shutil.copytree(REWARD_FOLDER, folder)
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=r"reward_checkpoint='.*reward': cannot be read as a "
+                                         r"'tiny-hps' checkpoint") as err:
+        build_reward("tiny-hps", str(folder))
+    assert "\n" not in str(err.value)
 
 
 class _Payload:
