@@ -8,7 +8,9 @@ The architecture and the tokenizer stay exactly the real ones; a prompt with wor
 world's vocabulary still runs, it just maps those words to zero vectors, as an untrained model
 would map them to noise.
 
-Every file listed in an asset folder's ``manifest.json`` is checked against its SHA-256 before use.
+Every file listed in an asset folder's ``manifest.json`` is checked against its SHA-256 before use,
+and the shipped folder must hold every file of :data:`SHIPPED_WORLD_FILES` (a missing scheduler
+config would otherwise sample on another noise schedule without a word).
 """
 
 from __future__ import annotations
@@ -73,13 +75,21 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-SHIPPED_PATTERNS = ("*/config.json", "*/model.safetensors", "*/scheduler_config.json")
+SHIPPED_PATTERNS = ("*/config.json", "*/model.safetensors", "*/scheduler_config.json",
+                    "*/metrics.json")
+SHIPPED_WORLD_FILES = (
+    "reward/config.json", "reward/metrics.json", "reward/model.safetensors",
+    "scheduler/scheduler_config.json", "text_encoder/config.json",
+    "text_encoder/model.safetensors", "unet/config.json", "unet/model.safetensors",
+    "vae/config.json", "vae/model.safetensors")
+"""Every file of ``ivlite/assets/tiny_world/`` besides manifest.json: each must be present, listed
+in the manifest and match its SHA-256 (:func:`verify_shipped`)."""
 
 
 def write_manifest(folder: str | Path) -> dict[str, str]:
     """Record the SHA-256 of every shipped file (``*/config.json``, ``*/model.safetensors``,
-    ``*/scheduler_config.json``) under ``folder`` in manifest.json; training leftovers beside
-    them are not shipped."""
+    ``*/scheduler_config.json``, ``*/metrics.json``) under ``folder`` in manifest.json; training
+    leftovers beside them are not shipped."""
     folder = Path(folder)
     sums = {str(p.relative_to(folder)): sha256(p)
             for pattern in SHIPPED_PATTERNS for p in sorted(folder.glob(pattern))}
@@ -90,9 +100,9 @@ def write_manifest(folder: str | Path) -> dict[str, str]:
 def verify_manifest(folder: str | Path, files: list[str] | None = None) -> None:
     """Raise ValueError if a listed file is missing or its SHA-256 differs from the manifest."""
     folder = Path(folder)
-    if not (folder / MANIFEST).is_file():
+    sums = read_manifest(folder)
+    if sums is None:
         raise ValueError(f"asset folder {str(folder)!r} has no {MANIFEST}")
-    sums = json.loads((folder / MANIFEST).read_text())
     for name in files or sorted(sums):
         path = folder / name
         if name not in sums:
@@ -102,6 +112,35 @@ def verify_manifest(folder: str | Path, files: list[str] | None = None) -> None:
         if sha256(path) != sums[name]:
             raise ValueError(f"shipped asset {path} does not match its checksum (corrupt or "
                              f"modified); reinstall ivlite")
+
+
+def read_manifest(folder: str | Path) -> dict[str, str] | None:
+    """``folder/manifest.json`` as {relative path: SHA-256}, None if there is none; ValueError
+    naming the file if it is not such a mapping."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        sums = json.loads(path.read_text())
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError alike
+        raise ValueError(f"{path} is unreadable ({err}); reinstall ivlite") from None
+    if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+        raise ValueError(f"{path} must map file names to SHA-256 digests; reinstall ivlite")
+    return sums
+
+
+def is_shipped(folder: str | Path) -> bool:
+    """Whether ``folder`` is the installed ``assets/tiny_world`` folder."""
+    return Path(folder).resolve() == (ASSET_ROOT / "tiny_world").resolve()
+
+
+def verify_shipped(folder: str | Path | None = None) -> None:
+    """ValueError unless the shipped tiny-world folder holds every file of
+    :data:`SHIPPED_WORLD_FILES`, each listed in its manifest with the SHA-256 it has."""
+    folder = Path(folder or ASSET_ROOT / "tiny_world")
+    if read_manifest(folder) is None:
+        raise ValueError(f"shipped asset {folder / MANIFEST} is missing; reinstall ivlite")
+    verify_manifest(folder, list(SHIPPED_WORLD_FILES))
 
 
 def save_weights(state: dict[str, torch.Tensor], path: str | Path, *, dtype=torch.float16,

@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from .assets import ASSET_ROOT, MANIFEST, load_weights, verify_manifest
+from .assets import ASSET_ROOT, MANIFEST, is_shipped, load_weights, verify_manifest, \
+    verify_shipped
 
 # Every layer is as in open_clip's ViT configs, only narrower and shallower. Patch 4 on 32x32 gives
 # 8x8 = 64 patch tokens (+ class token), about ViT-H-14's 16x16 grid at 224 in granularity.
@@ -104,11 +105,16 @@ def load_tiny_hps(folder: str | Path | None = None, *, verify: bool = True) -> t
     """
     folder = Path(REWARD_FOLDER if folder is None else folder)
     weights, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
+    if folder.is_file():
+        raise NotADirectoryError(f"tiny HPS reward {str(folder)!r} is a file; expected a folder "
+                                 f"with {WEIGHTS_FILE} and {CONFIG_FILE}")
     if not weights.is_file() or not config_path.is_file():
         raise FileNotFoundError(
             f"no tiny HPS reward in {str(folder)!r} (need {WEIGHTS_FILE} and {CONFIG_FILE}); "
             f"train one with `python -m tools.tiny_world.train_reward --out {folder}`")
-    if verify and (folder.parent / MANIFEST).is_file():
+    if verify and is_shipped(folder.parent):
+        verify_shipped(folder.parent)  # the manifest too must be there
+    elif verify and (folder.parent / MANIFEST).is_file():
         verify_manifest(folder.parent, [f"{folder.name}/{WEIGHTS_FILE}",
                                         f"{folder.name}/{CONFIG_FILE}"])
     config = json.loads(config_path.read_text())

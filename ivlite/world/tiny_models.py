@@ -19,7 +19,8 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from ..models import VideoModel, modelscope_scheduler
 from ..tokenizer import clip_tokenizer
-from .assets import ASSET_ROOT, load_weights, verify_manifest
+from .assets import ASSET_ROOT, is_shipped, load_weights, read_manifest, verify_manifest, \
+    verify_shipped
 
 WORLD_DIR = ASSET_ROOT / "tiny_world"
 TOKEN_TABLE = "token_embedding.weight"  # a key suffix: see assets.save_weights
@@ -116,7 +117,9 @@ def load_tiny_world(folder: str | Path | None = None, *, verify: bool = True) ->
                                 f"train them with `python -m tools.tiny_world.train_t2v`")
     if (folder / SCHEDULER_FILE).is_file():
         files.append(SCHEDULER_FILE)
-    if verify:
+    if verify and is_shipped(folder):
+        verify_shipped(folder)  # every shipped file, the scheduler config included
+    elif verify:
         verify_manifest(folder, files)
 
     def config(name: str) -> dict:
@@ -133,8 +136,13 @@ def load_tiny_world(folder: str | Path | None = None, *, verify: bool = True) ->
 def world_scheduler(folder: str | Path | None = None) -> DDIMScheduler:
     """The tiny world's DDIM scheduler: the folder's ``scheduler/scheduler_config.json`` if it
     has one (a model trained on another schedule, e.g. ``train_t2v --schedule zero-snr-v``),
-    else ModelScopeT2V's."""
-    path = Path(folder or WORLD_DIR) / SCHEDULER_FILE
+    else ModelScopeT2V's. A folder that should have one (the shipped folder, or one whose
+    manifest lists it) and lacks it is an error, not a silent switch of noise schedule."""
+    folder = Path(folder or WORLD_DIR)
+    path = folder / SCHEDULER_FILE
     if path.is_file():
         return DDIMScheduler.from_config(json.loads(path.read_text()))
+    if is_shipped(folder) or SCHEDULER_FILE in (read_manifest(folder) or {}):
+        raise FileNotFoundError(f"{path} is missing: the model was trained on the schedule it "
+                                f"holds; reinstall ivlite (or restore the file)")
     return modelscope_scheduler()
