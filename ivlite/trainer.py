@@ -11,9 +11,12 @@ The run folder (``out_dir``) holds ``config.json`` (and the same as ``config.yam
 ``run_info.json`` (package versions, device, SHA-256 of the weights and data files read),
 ``log.jsonl`` (one line per step: loss, reward, gradient norm, learning rate, seconds, whether the
 step was skipped), ``checkpoints/`` and, at the end, ``adapter/`` (peft format): safetensors and
-JSON only. Every input a user can get wrong is checked before the work it would spoil: the config
-and files before any model loads (:func:`check_environment`), what needs the model right after it
-loads (:func:`check_model_fits`). A step whose loss, reward or gradient is not finite is skipped
+JSON only. The process writing it holds ``.lock`` (:class:`ivlite.folders.FolderLock`) for the
+whole run; a folder holding another run's files is never written over without ``force``, and a
+resumed run must read the same files (same SHA-256) as the run it continues. Every input a user
+can get wrong is checked before the work it would spoil: the config and files before any model
+loads (:func:`check_environment`), what needs the model right after it loads
+(:func:`check_model_fits`). A step whose loss, reward or gradient is not finite is skipped
 and never checkpointed; ``max_bad_steps`` of them in a row stop the run (:class:`NonFiniteError`).
 """
 
@@ -41,15 +44,19 @@ from .config import Config, ConfigError, first_line
 from .data import LatentClips, caption_table, check_prompt_lengths, check_video_folder, \
     folder_clips, generated_clips, read_captions
 from .early_stop import early_stopping_from_config
+from .folders import FolderLock
 from .lora import ADAPTER_NAME, add_lora, check_adapter_state, lora_config, save_adapter
 from .models import VideoModel, load_video_model
 from .objective import instructvideo_objective
-from .rewards import Reward, RewardGradientError, build_reward, check_reward_gradients, \
-    parse_reward_spec
+from .rewards import Reward, RewardGradientError, build_reward, check_reward_checkpoint, \
+    check_reward_gradients, parse_reward_spec
 from .state import latest_checkpoint, load_checkpoint, save_checkpoint
 
 # Fields that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = {"max_steps", "resume", "save_every", "device", "out_dir", "max_bad_steps"}
+# What finetune writes into out_dir; ``force`` removes these (and nothing else) before a new run.
+RUN_FILES = ("config.json", "config.yaml", "run_info.json", "log.jsonl", "early_stop.json",
+             "checkpoints", "adapter")
 
 BUILT_IN_MODELS = ("tiny-random", "tiny-world")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -96,15 +103,20 @@ def check_environment(cfg: Config) -> None:
                           "the CPU")
     try:
         parse_reward_spec(cfg.reward)
+        check_reward_checkpoint(cfg.reward, cfg.reward_checkpoint)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if cfg.data not in ("generated", "world") and not caption_table(cfg.data).is_file():
-        raise ConfigError(f"data={cfg.data!r}: expected 'generated', 'world', a folder "
+        data = Path(cfg.data)
+        kind = "does not exist" if not data.exists() else "has no captions.csv" \
+            if data.is_dir() else "is a file but not a .csv"
+        raise ConfigError(f"data={cfg.data!r} {kind}: expected 'generated', 'world', a folder "
                           f"containing captions.csv or a .csv file")
     if cfg.model not in BUILT_IN_MODELS and Path(cfg.model).exists() \
             and not (Path(cfg.model) / "unet").is_dir():
-        raise ConfigError(f"model={cfg.model!r}: a local model folder must contain unet/, vae/, "
-                          f"text_encoder/, tokenizer/ and scheduler/")
+        kind = "is a file" if Path(cfg.model).is_file() else "has no unet/"
+        raise ConfigError(f"model={cfg.model!r} {kind}: a local model folder must contain "
+                          f"unet/, vae/, text_encoder/, tokenizer/ and scheduler/")
     if cfg.model not in BUILT_IN_MODELS and _missing_path(cfg.model):
         raise ConfigError(f"model={cfg.model!r}: no such folder, and not a hub id (org/name); "
                           f"allowed: {list(BUILT_IN_MODELS)}, a local diffusers folder or a hub id")
@@ -130,6 +142,7 @@ def _check_texts(cfg: Config) -> None:
     tokenizer = clip_tokenizer()
     try:
         check_prompt_lengths(tokenizer, cfg.prompts, "prompts")
+        check_prompt_lengths(tokenizer, cfg.early_stop_prompts or [], "early_stop_prompts")
         if cfg.data not in ("generated", "world"):
             check_prompt_lengths(tokenizer, [c for _, c in read_captions(cfg.data)],
                                  f"{caption_table(cfg.data)} caption")
@@ -155,6 +168,7 @@ def check_model_fits(cfg: Config, model: VideoModel, clips: LatentClips | None =
                           f"'to_out.0'")
     try:
         check_prompt_lengths(model.tokenizer, cfg.prompts, "prompts")
+        check_prompt_lengths(model.tokenizer, cfg.early_stop_prompts or [], "early_stop_prompts")
         if clips is not None:
             check_prompt_lengths(model.tokenizer, clips.captions, "clip captions")
     except ValueError as err:
@@ -211,7 +225,8 @@ def provenance(cfg: Config) -> dict:
     if cfg.model == "tiny-world":
         from .world.tiny_models import WORLD_DIR
 
-        sums.update(files(WORLD_DIR, ("vae/*", "unet/*", "text_encoder/*", "manifest.json")))
+        sums.update(files(WORLD_DIR, ("vae/*", "unet/*", "text_encoder/*", "scheduler/*",
+                                      "manifest.json")))
     elif cfg.model != "tiny-random" and Path(cfg.model).is_dir():
         sums.update(files(Path(cfg.model)))
     elif cfg.model != "tiny-random":
@@ -226,7 +241,26 @@ def provenance(cfg: Config) -> dict:
     if cfg.data not in ("generated", "world"):
         table = caption_table(cfg.data)
         sums[str(table)] = sha256(table)
+        sums.update({str(path): sha256(path) for path, _ in read_captions(cfg.data)})
     return record
+
+
+def check_same_inputs(recorded: dict, now: dict) -> None:
+    """ConfigError naming the first file a resumed run would read with other bytes than the run
+    it continues (``recorded``: run_info.json's ``inputs``; ``now``: :func:`provenance`)."""
+    old, new = recorded.get("sha256") or {}, now["sha256"]
+    for path, digest in old.items():
+        if path in new and new[path] != digest:
+            raise ConfigError(f"resume: {path} changed since the run started (SHA-256 "
+                              f"{digest[:12]}... now {new[path][:12]}...); resume with the files "
+                              f"the run read, or start a new run in another out_dir")
+        if path not in new and not Path(path).exists():
+            raise ConfigError(f"resume: {path}, read by the run, no longer exists; restore it, "
+                              f"or start a new run in another out_dir")
+    before, after = recorded.get("model_revision"), now.get("model_revision")
+    if before and after and before != after:
+        raise ConfigError(f"resume: model={now['model']!r} is at revision {after}, the run "
+                          f"started from {before}; resume with the same revision")
 
 
 def _hub_revision(repo: str) -> str | None:
@@ -264,15 +298,29 @@ def _read_run_config(out: Path) -> dict:
                       f"it was not written by ivlite finetune")
 
 
-def _prepare_out_dir(cfg: Config, accelerator: Accelerator) -> Path:
-    """Refuse to overwrite a run by accident; on resume, refuse a changed method."""
+def _prepare_out_dir(cfg: Config, accelerator: Accelerator, force: bool = False) -> Path:
+    """Refuse to overwrite a run by accident (``force``: remove its files first); on resume,
+    refuse a changed method or changed input files. Call with the folder's lock held."""
     out = Path(cfg.out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out_dir={cfg.out_dir!r} is a file; choose a folder path")
     has_run = (out / "checkpoints" / "latest.json").is_file()
-    if has_run and not cfg.resume:
+    previous = [name for name in RUN_FILES if (out / name).exists()]
+    if has_run and not cfg.resume and not force:
         raise ConfigError(f"out_dir={cfg.out_dir!r} already holds a run; pass resume=true to "
-                          f"continue it, or choose another out_dir")
+                          f"continue it, force (--force) to replace it, or choose another "
+                          f"out_dir")
+    if previous and not has_run and not force and (not cfg.resume or "adapter" in previous):
+        # A finished run whose checkpoints were deleted, or files of another program's run.
+        raise ConfigError(f"out_dir={cfg.out_dir!r} already holds {', '.join(previous)} of a "
+                          f"run and no checkpoint to resume from; pass force (--force) to "
+                          f"replace them, or choose another out_dir")
+    if force:
+        has_run = False
+        if accelerator.is_main_process:
+            import shutil
+
+            for name in previous:
+                path = out / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
     if has_run:
         old, defaults = _read_run_config(out), Config().to_dict()
         # A field added to ivlite after the run started counts as its default value.
@@ -286,6 +334,9 @@ def _prepare_out_dir(cfg: Config, accelerator: Accelerator) -> Path:
         if done is not None and done > cfg.max_steps:
             raise ConfigError(f"max_steps={cfg.max_steps} is below the {done} steps out_dir="
                               f"{cfg.out_dir!r} has done; give max_steps >= {done}")
+        recorded = _recorded_inputs(out)
+        if recorded is not None:
+            check_same_inputs(recorded, provenance(cfg))
     if accelerator.is_main_process:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -297,6 +348,22 @@ def _prepare_out_dir(cfg: Config, accelerator: Accelerator) -> Path:
             raise ConfigError(f"out_dir={cfg.out_dir!r} cannot be written: "
                               f"{err.strerror or err}") from None
     return out
+
+
+def _recorded_inputs(out: Path) -> dict | None:
+    """run_info.json's ``inputs`` (what the run read), or None for a run that has none."""
+    path = out / "run_info.json"
+    if not path.is_file():
+        return None
+    try:
+        inputs = json.loads(path.read_text())["inputs"]
+        if not isinstance(inputs, dict) or not isinstance(inputs.get("sha256", {}), dict):
+            raise TypeError("inputs is not a mapping of files to SHA-256")
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"resume: {path} is corrupt ({err}); it records the files the run "
+                          f"read, so resume cannot check them: restore it or start a new run in "
+                          f"another out_dir") from None
+    return inputs
 
 
 def _checkpoint_step(out: Path) -> int | None:
@@ -351,7 +418,7 @@ def _mean_gradients(params: list[torch.nn.Parameter], accelerator: Accelerator) 
 
 def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | None = None,
              clips: LatentClips | None = None, progress: bool | str = True,
-             stop_when=None) -> RunResult:
+             stop_when=None, force: bool = False) -> RunResult:
     """Run (or resume) InstructVideo fine-tuning as ``cfg`` says. Returns the run's result.
 
     ``model``, ``reward`` and ``clips`` replace what ``cfg.model``, ``cfg.reward`` and ``cfg.data``
@@ -359,9 +426,16 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
     called after every step, ends the run early when it returns True (see
     :mod:`ivlite.early_stop`: ``TimeBudget``; ``EarlyStopping``, which ``cfg.early_stop_judge``
     sets up when ``stop_when`` is None). ``progress``: show a progress bar (a string labels it).
+    ``force``: remove the files of a run already in ``out_dir`` (:data:`RUN_FILES` only) and
+    start a new one.
     """
     cfg.validate()
     check_environment(cfg)
+    if force and cfg.resume:
+        raise ConfigError("force=True with resume=true: give one (force replaces the run in "
+                          "out_dir, resume continues it)")
+    if Path(cfg.out_dir).exists() and not Path(cfg.out_dir).is_dir():
+        raise ConfigError(f"out_dir={cfg.out_dir!r} is a file; choose a folder path")
     if cfg.device.startswith("cuda:"):
         torch.cuda.set_device(int(cfg.device[5:]))
     # accelerate keeps one AcceleratorState per process and refuses a second Accelerator with
@@ -369,7 +443,22 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
     # settings. Forget the previous run's state but keep PartialState (the process group).
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.device == "cpu")
-    out = _prepare_out_dir(cfg, accelerator)
+    # One process writes the folder: the main process holds its lock for the whole run.
+    lock = FolderLock(cfg.out_dir, "out_dir") if accelerator.is_main_process else None
+    try:
+        if lock is not None:
+            lock.acquire()
+        out = _prepare_out_dir(cfg, accelerator, force)
+        return _run(cfg, accelerator, out, model, reward, clips, progress, stop_when)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(cfg: Config, accelerator: Accelerator, out: Path, model: VideoModel | None,
+         reward: Reward | None, clips: LatentClips | None, progress: bool | str,
+         stop_when) -> RunResult:
+    """The body of :func:`finetune`, with ``out`` prepared and locked."""
     # A corrupt checkpoint is reported now, not after the model has loaded.
     folder = latest_checkpoint(out) if cfg.resume else None
     saved = load_checkpoint(folder) if folder is not None else None

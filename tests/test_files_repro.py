@@ -59,6 +59,8 @@ def test_run_folder_holds_only_safetensors_and_json(first_run):
         elif name == "config.yaml":  # the human-readable copy of config.json, plain data only
             assert yaml.safe_load(path.read_text()) == _strict_json(
                 (result.out_dir / "config.json").read_text())
+        elif name == ".lock":  # ivlite.folders.FolderLock's file: the last writer's pid
+            assert path.read_text().strip().isdigit()
         else:
             pytest.fail(f"{name}: ivlite wrote a file that is neither safetensors nor JSON")
         kinds[name] = path.suffix
