@@ -2,8 +2,10 @@
 
 Every field of :class:`~ivlite.config.Config` is a flag (``--tau 0.5``, ``--lambda-tar 2``,
 ``--prompts "[a cat, a dog]"``; values are read as YAML), applied over ``--preset`` and then
-``--config FILE.yaml``. Mistakes end with one line naming the field and the allowed range, not a
-traceback.
+``--config FILE.yaml``; ``sample`` and ``evaluate`` take only the fields they read
+(:data:`SAMPLE_FIELDS`, :data:`EVALUATE_FIELDS`). Mistakes end with one line naming the field and
+the allowed range, not a traceback, before any model loads; output folders are checked first
+too, and what a command would write over is refused without ``--force``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from pathlib import Path
 
 from .config import PRESETS, Config, ConfigError, first_line, parse_value
 
+# The config fields sample and evaluate read: any other flag would be accepted and ignored.
+# (evaluate reads data for the captions its report counts as training captions.)
+SAMPLE_FIELDS = ("model", "prompts", "num_frames", "height", "width", "ddim_steps",
+                 "guidance_scale", "seed", "device", "mixed_precision")
+EVALUATE_FIELDS = SAMPLE_FIELDS + ("reward", "reward_checkpoint", "segments", "data")
+EVALUATE_FILES = ("evaluation.json", "evaluation.md")
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line on stderr (no usage block), exit status 2."""
@@ -25,12 +34,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None
+                      ) -> None:
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
                         help="start from a preset (default: tiny-random, or the config file's)")
     parser.add_argument("--config", default=None, help="YAML file of field: value")
     group = parser.add_argument_group("config fields (values parsed as YAML)")
     for f in fields(Config):
+        if only is not None and f.name not in only:
+            continue
         group.add_argument("--" + f.name.replace("_", "-"), dest="cfg_" + f.name, default=None,
                            metavar="VALUE", help=f"default: {getattr(Config(), f.name)!r}")
 
@@ -44,24 +56,77 @@ def _config_from_args(args: argparse.Namespace, with_prompt: bool = True) -> Con
         cfg = Config.preset(args.preset or "tiny-random")
     values = {}
     for f in fields(Config):
-        text = getattr(args, "cfg_" + f.name)
+        text = getattr(args, "cfg_" + f.name, None)
         if text is not None:
             values[f.name] = parse_value(f.name, text)
-    if with_prompt and getattr(args, "prompt", None):  # sample/evaluate --prompt: checked
-        values["prompts"] = args.prompt  # like config prompts
+    if with_prompt and getattr(args, "prompt", None):  # sample/evaluate --prompt
+        # sample would ignore --prompts; evaluate reads them as the run's training prompts.
+        if "prompts" in values and args.command == "sample":
+            raise ConfigError("give either --prompt (repeatable) or --prompts, not both")
+        for text in args.prompt:
+            if not text.strip():
+                raise ConfigError(f"--prompt {text!r} is empty; allowed: a non-empty prompt")
+        values["prompts"] = args.prompt
     return cfg.override(values).validate()
 
 
 def _check_inference_args(args: argparse.Namespace) -> None:
     """The flags of sample/evaluate that are not config fields."""
-    if not math.isfinite(args.lora_scale):
+    if args.lora_scale is not None and not math.isfinite(args.lora_scale):
         raise ConfigError(f"--lora-scale={args.lora_scale} must be a finite number")
+    if args.lora_scale is not None and not args.adapter:
+        raise ConfigError(f"--lora-scale={args.lora_scale} scales an adapter; give --adapter")
     if getattr(args, "seeds", 1) < 1:
         raise ConfigError(f"--seeds={args.seeds} must be an integer >= 1")
     if args.adapter:
         from .lora import read_adapter
 
-        read_adapter(args.adapter)  # a missing or corrupt adapter fails before the model loads
+        try:  # a missing or corrupt adapter fails before the model loads
+            read_adapter(args.adapter)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"--adapter: {first_line(err)}") from None
+    if getattr(args, "prompt", None):
+        _check_prompts(args.prompt, "--prompt")
+
+
+def _check_prompts(prompts: list[str], name: str) -> None:
+    """Token counts of ``prompts`` (named ``name`` in the error), before any model loads."""
+    from .data import check_prompt_lengths
+    from .tokenizer import clip_tokenizer
+
+    try:
+        check_prompt_lengths(clip_tokenizer(), prompts, name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check_split_args(args: argparse.Namespace, cfg: Config) -> dict[str, list[str]] | None:
+    """evaluate's --splits, --per-split and --judge, checked (and the splits read) up front."""
+    from .evaluation import JUDGES, load_splits
+    from .rewards import available_rewards
+
+    given_per_split = args.per_split is not None
+    per_split = args.per_split if given_per_split else 4
+    if not args.splits:
+        for flag, value in (("--judge", args.judge), ("--per-split", args.per_split)):
+            if value is not None:
+                raise ConfigError(f"{flag}={value!r} applies to --splits; give --splits")
+        return None
+    if given_per_split and args.splits != "world":
+        raise ConfigError(f"--per-split={per_split} applies to --splits world; the other "
+                          f"splits list their own prompts")
+    if per_split < 1:
+        raise ConfigError(f"--per-split={per_split} must be an integer >= 1")
+    judges = [j for j in JUDGES if not j.startswith("<")] + available_rewards()
+    if args.judge is not None and args.judge not in judges:
+        raise ConfigError(f"--judge={args.judge!r} is not a judge; allowed: {judges}")
+    try:
+        splits = load_splits(args.splits, per_split, cfg.seed)
+    except (OSError, ValueError) as err:
+        raise ConfigError(first_line(err)) from None
+    for split, prompts in splits.items():
+        _check_prompts(prompts, f"--splits {args.splits!r}, split {split!r}: prompts")
+    return splits
 
 
 def _load_for_inference(cfg: Config, adapter: str | None, lora_scale: float):
@@ -74,6 +139,7 @@ def _load_for_inference(cfg: Config, adapter: str | None, lora_scale: float):
 
     check_environment(cfg)
     device = resolve_device(cfg.device)  # check_environment has vetted the name
+    lora_scale = 1.0 if lora_scale is None else lora_scale
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
     model = load_video_model(cfg.model, dtype=dtype)
     check_model_fits(cfg, model)
@@ -103,7 +169,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     _set_threads(args, cfg)
     from .trainer import finetune
 
-    result = finetune(cfg)
+    result = finetune(cfg, force=args.force)
     last = result.log[-1] if result.log else {}
     print(f"done: {result.steps} steps in {result.out_dir}; adapter in {result.adapter_dir}"
           + (f"; last reward {last['reward']:.4f}" if last else ""))
@@ -111,8 +177,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from .folders import check_output_folder
+
     cfg = _config_from_args(args)
     _check_inference_args(args)
+    check_output_folder(args.out, "--out", [f"{i:03d}.{args.format}"
+                                            for i in range(len(cfg.prompts))], args.force)
     _set_threads(args, cfg)
     from .evaluation import sample_videos
     from .video_io import write_video
@@ -154,8 +224,12 @@ def _training_captions(cfg: Config, spec: str | None) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .folders import check_output_folder
+
     cfg = _config_from_args(args)
     _check_inference_args(args)
+    splits = _check_split_args(args, cfg)
+    check_output_folder(args.out, "--out", EVALUATE_FILES, args.force)
     _set_threads(args, cfg)
     from .evaluation import evaluate, to_markdown
     from .prompts import training_overlap
@@ -163,11 +237,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     train_captions = _training_captions(_config_from_args(args, with_prompt=False),
                                         args.train_captions)
-    splits = None
-    if args.splits:
-        from .evaluation import load_splits
-
-        splits = load_splits(args.splits, args.per_split, cfg.seed)  # before the model loads
     model = _load_for_inference(cfg, args.adapter, args.lora_scale)
     reward = build_reward(cfg.reward, cfg.reward_checkpoint)
     if hasattr(reward, "to"):
@@ -200,9 +269,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import shutil
 
+    from .folders import check_output_folder
+
     out = Path(args.out)
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps={args.steps} must be an integer >= 1")
+    check_output_folder(out, "--out", (), True)  # a file, a path under a file, not writable
     from .world.demo_files import check_out
 
     resuming = check_out(out, args.force)  # ConfigError for a folder it must not touch
@@ -245,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ivlite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("finetune", help="InstructVideo reward fine-tuning (LoRA)")
+    p.add_argument("--force", action="store_true", help="replace the run files (config, log, "
+                   "checkpoints, adapter) already in --out-dir")
     _add_config_flags(p)
     p.set_defaults(func=cmd_finetune)
     for name, func, help_text in (("sample", cmd_sample, "generate clips, optionally with an adapter"),
@@ -253,8 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--prompt", action="append", help="a prompt (repeatable); default: "
                        "the config's prompts")
         p.add_argument("--adapter", default=None, help="adapter folder written by finetune")
-        p.add_argument("--lora-scale", type=float, default=1.0)
+        p.add_argument("--lora-scale", type=float, default=None,
+                       help="scale of --adapter's effect (default 1: as trained)")
         p.add_argument("--out", default=f"runs/{name}")
+        p.add_argument("--force", action="store_true", help="replace files already in --out")
         if name == "sample":
             p.add_argument("--format", choices=("gif", "mp4"), default="gif")
         else:
@@ -268,11 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "as training captions: a VGen list (.txt, video|||caption lines) or "
                            "a caption table (.csv or folder); default: the config's "
                            "training data (its prompts with data=generated)")
-            p.add_argument("--per-split", type=int, default=4,
-                           help="prompts per split with --splits world")
+            p.add_argument("--per-split", type=int, default=None,
+                           help="prompts per split with --splits world (default 4)")
             p.add_argument("--judge", default=None, help="second judge with --splits: "
                            "oracle-quality (default on the tiny world), oracle-score or a reward")
-        _add_config_flags(p)
+        _add_config_flags(p, SAMPLE_FIELDS if name == "sample" else EVALUATE_FIELDS)
         p.set_defaults(func=func)
     p = sub.add_parser("demo", help="InstructVideo on the tiny world, before/after evidence")
     p.add_argument("--out", default="runs/demo")

@@ -82,8 +82,13 @@ def generated_clips(model: VideoModel, prompts: Sequence[str], *, model_name: st
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir or common.cache_dir("clips")) / f"generated-{digest}.safetensors"
     if path.is_file():
-        return LatentClips(load_file(path)["latents"], json.loads(path.with_suffix(".json")
-                                                                  .read_text())["captions"])
+        try:
+            return LatentClips(load_file(path)["latents"], json.loads(path.with_suffix(".json")
+                                                                      .read_text())["captions"])
+        except Exception as err:  # safetensors, JSON and key errors alike: name the files
+            raise ValueError(f"clip cache {str(path)!r} (with its .json) is corrupt or "
+                             f"unreadable ({first_line(err)}); delete both files to generate "
+                             f"the clips again") from None
     captions = [p for p in prompts for _ in range(clips_per_prompt)]
     gen = torch.Generator().manual_seed(seed)
     uncond = model.encode_prompts([""])

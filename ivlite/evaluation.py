@@ -382,15 +382,30 @@ def load_splits(spec: str, per_split: int = 4, seed: int = 0) -> dict[str, list[
     import yaml
 
     path = Path(spec)
+    expected = "expected 'world', 'paper', 'vgen:VGEN_CHECKOUT' or a YAML/JSON file of " \
+               "split: [prompts]"
+    if path.is_dir():
+        raise ValueError(f"--splits {spec!r} is a folder; {expected}")
     if not path.is_file():
-        raise ValueError(f"--splits {spec!r}: expected 'world', 'paper', 'vgen:VGEN_CHECKOUT' "
-                         f"or a YAML/JSON file of split: [prompts]")
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict) or not all(isinstance(v, list) and v and
-                                             all(isinstance(p, str) for p in v)
-                                             for v in data.values()):
+        raise ValueError(f"--splits {spec!r}: no such file; {expected}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        from .config import first_line
+
+        raise ValueError(f"--splits {spec!r} is not a readable YAML/JSON file "
+                         f"({first_line(err)}); {expected}") from None
+    if not isinstance(data, dict) or not data:
         raise ValueError(f"--splits {spec!r}: the file must map split names to non-empty lists "
                          f"of prompt strings")
+    for name, prompts in data.items():
+        if not isinstance(prompts, list) or not prompts or any(
+                not isinstance(p, str) or not p.strip() for p in prompts):
+            raise ValueError(f"--splits {spec!r}: split {name!r} must be a non-empty list of "
+                             f"non-empty prompt strings; got {prompts!r:.60}")
+    names = [str(k) for k in data]
+    if len(set(names)) < len(names):  # 1 and '1' would merge
+        raise ValueError(f"--splits {spec!r}: split names {names} repeat once read as text")
     return {str(k): list(v) for k, v in data.items()}
 
 

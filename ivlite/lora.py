@@ -101,19 +101,51 @@ def _replace_durably(tmp: Path, final: Path) -> None:
 def read_adapter(folder: str | Path) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
     """Read an adapter folder; clear errors for a missing or unreadable file."""
     folder = Path(folder)
+    expected = f"expected a folder with {CONFIG_FILE} and {WEIGHTS_FILE} (finetune writes " \
+               f"run/adapter)"
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"adapter {str(folder)!r} is a file; {expected}")
     if not folder.is_dir():
-        raise FileNotFoundError(f"adapter {str(folder)!r} does not exist: expected a folder with "
-                                f"{CONFIG_FILE} and {WEIGHTS_FILE} (finetune writes run/adapter)")
+        raise FileNotFoundError(f"adapter {str(folder)!r} does not exist: {expected}")
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"adapter {str(folder)!r} has no {name}")
     try:
-        config = LoraConfig(**{k: v for k, v in json.loads((folder / CONFIG_FILE).read_text()).items()
+        data = json.loads((folder / CONFIG_FILE).read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"{CONFIG_FILE} holds a {type(data).__name__}, not an object")
+        _check_adapter_fields(data)
+        config = LoraConfig(**{k: v for k, v in data.items()
                                if k in LoraConfig.__dataclass_fields__})
         state = load_file(folder / WEIGHTS_FILE)
     except Exception as err:
-        raise ValueError(f"adapter {str(folder)!r} is corrupt or unreadable: {err}") from err
+        from .config import first_line
+
+        raise ValueError(f"adapter {str(folder)!r} is corrupt or unreadable: "
+                         f"{first_line(err)}") from None
     return config, state
+
+
+def _check_adapter_fields(data: dict) -> None:
+    """ValueError for adapter_config.json values of the wrong type, which peft would accept and
+    fail on later, deep inside the model, with a traceback."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    targets = data.get("target_modules")
+    checks = (("r", isinstance(data.get("r"), int) and not isinstance(data.get("r"), bool)
+               and data.get("r") >= 1, "an integer >= 1"),
+              ("lora_alpha", number(data.get("lora_alpha")) and data.get("lora_alpha") > 0,
+               "a number > 0"),
+              ("target_modules", isinstance(targets, str) or (
+                  isinstance(targets, list) and targets and all(isinstance(t, str) and t
+                                                                for t in targets)),
+               "a non-empty list of module names"),
+              ("lora_dropout", number(data.get("lora_dropout", 0.0))
+               and 0 <= data.get("lora_dropout", 0.0) < 1, "a number in [0, 1)"))
+    for key, ok, allowed in checks:
+        if not ok:
+            raise ValueError(f"{CONFIG_FILE}: {key}={data.get(key)!r}; allowed: {allowed}")
 
 
 def load_adapter(unet: torch.nn.Module, folder: str | Path) -> torch.nn.Module:

@@ -126,8 +126,17 @@ class VideoModel:
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Text embeddings (N, 77, D) as the pipeline computes them; each prompt is encoded once."""
+        """Text embeddings (N, 77, D) as the pipeline computes them; each prompt is encoded once.
+
+        A prompt longer than the text encoder's positions is a ValueError, not cut: the model would
+        see part of it while a reward scored all of it (entry points say which input held it)."""
         missing = [p for p in dict.fromkeys(prompts) if p not in self._prompt_cache]
+        limit = self.tokenizer.model_max_length
+        for prompt in missing:
+            count = len(self.tokenizer(prompt).input_ids)
+            if count > limit:
+                raise ValueError(f"prompt {prompt[:40]!r}... has {count} tokens (with start and "
+                                 f"end tokens); the text encoder takes at most {limit}: shorten it")
         if missing:
             ids = self.tokenizer(missing, padding="max_length", truncation=True,
                                  max_length=self.tokenizer.model_max_length,

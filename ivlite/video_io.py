@@ -47,6 +47,8 @@ def read_video(path: str | Path, num_frames: int) -> torch.Tensor:
     import imageio.v3 as iio
 
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"video {str(path)!r} is a folder; expected a video file")
     if not path.is_file():
         raise FileNotFoundError(f"video {str(path)!r} does not exist")
     try:

@@ -23,7 +23,7 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GP
 
 
 def _cfg(tmp_path, **kw):
-    return Config.preset("tiny-random", out_dir=str(tmp_path / "run"), **{**FAST, **kw})
+    return Config.preset("tiny-random", **{"out_dir": str(tmp_path / "run"), **FAST, **kw})
 
 
 def _assert_no_work_done(tmp_path):
@@ -67,8 +67,18 @@ BAD_CONFIGS = [
                                                     "'bf16' or 'no'"]),
     ({"data": "/nonexistent/clips"}, ["data='/nonexistent/clips'", "captions.csv"]),
     ({"model": "/nonexistent/model"}, ["model='/nonexistent/model'", "hub id"]),
+    ({"reward": "tiny-hps", "reward_checkpoint": "/nonexistent/hps"},
+     ["reward_checkpoint='/nonexistent/hps'", "does not exist"]),
     ({"reward_checkpoint": "/nonexistent/hps.pt"}, ["reward_checkpoint='/nonexistent/hps.pt'",
-                                                   "does not exist"]),
+                                                   "reward='tiny-random-clip' reads no checkpoint",
+                                                   "allowed only with ['hpsv2'"]),
+    ({"reward": "tiny-hps:0.5,tiny-random-clip:0.5", "reward_checkpoint": "/some/hps"},
+     ["reward_checkpoint='/some/hps'", "a sum of several rewards does not read a checkpoint"]),
+    ({"reward": "tiny-random-clip:0.5,tiny-random-clip:1"}, ["'tiny-random-clip' appears twice",
+                                                              "each reward once"]),
+    ({"reward": "tiny-random-clip:nan"}, ["weight 'nan'", "not a finite number"]),
+    ({"early_stop_judge": "oracle-quality", "early_stop_prompts": [LONG_PROMPT]},
+     ["early_stop_prompts[0] has 92 tokens", "at most 77"]),
     ({"data": "world", "height": 64, "width": 64}, ["height=64", "data='world'", "32x32"]),
     ({"batch_size": 0}, ["batch_size=0", "1 <= batch_size"]),
     ({"grad_accum": 1.5}, ["grad_accum=1.5", "an integer"]),
@@ -115,6 +125,136 @@ def test_out_dir_that_is_a_file(tmp_path):
     (tmp_path / "run").write_text("not a folder")
     with pytest.raises(ConfigError, match="out_dir=.*run' is a file"):
         finetune(_cfg(tmp_path), progress=False)
+    with pytest.raises(ConfigError, match="out_dir=.*run/sub' cannot be created: Not a directory"):
+        finetune(_cfg(tmp_path, out_dir=str(tmp_path / "run" / "sub")), progress=False)
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"data": "FILE"}, "data='FILE' is a file but not a .csv"),
+    ({"data": "DIR"}, "data='DIR' has no captions.csv"),
+    ({"model": "FILE"}, "model='FILE' is a file: a local model folder"),
+])
+def test_paths_of_the_wrong_kind_say_so(tmp_path, changes, fragment):
+    """A path that exists but is a file where a folder is wanted (or a folder without the file it
+    needs) is named as such, not as missing."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    paths = {"FILE": str(tmp_path / "file"), "DIR": str(tmp_path / "dir")}
+    changes = {k: paths[v] for k, v in changes.items()}
+    with pytest.raises(ConfigError) as err:
+        finetune(_cfg(tmp_path, **changes), progress=False)
+    for key, path in paths.items():
+        fragment = fragment.replace(key, path)
+    assert fragment in str(err.value)
+    _assert_no_work_done(tmp_path)
+
+
+# --- run folders: never overwritten, one process at a time, same inputs on resume ----------
+
+def _bytes(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path, tiny_model):
+    """Deleting checkpoints/ used to make a finished run look like a fresh folder: the next run
+    replaced its config, truncated its log and replaced its adapter."""
+    import shutil
+
+    run = tmp_path / "run"
+    finetune(_cfg(tmp_path), model=tiny_model, progress=False)
+    shutil.rmtree(run / "checkpoints")
+    saved = _bytes(run)
+    for resume in (False, True):
+        with pytest.raises(ConfigError, match=r"out_dir=.*run' already holds config.json, "
+                                              r"config.yaml, run_info.json, log.jsonl, adapter "
+                                              r"of a run and no checkpoint to resume from; pass "
+                                              r"force \(--force\)"):
+            finetune(_cfg(tmp_path, seed=1, resume=resume), progress=False)
+        assert _bytes(run) == saved
+    (run / "notes.txt").write_text("mine")
+    result = finetune(_cfg(tmp_path, seed=1), model=tiny_random_model(), progress=False,
+                      force=True)
+    assert result.steps == 2 and json.loads((run / "config.json").read_text())["seed"] == 1
+    assert (run / "notes.txt").read_text() == "mine"  # force replaces the run's files only
+    with pytest.raises(ConfigError, match="force=True with resume=true: give one"):
+        finetune(_cfg(tmp_path, resume=True), progress=False, force=True)
+
+
+def test_a_run_that_died_before_its_first_checkpoint_can_start_over(tmp_path, tiny_model):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(_cfg(tmp_path).to_dict()))
+    (run / "log.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(ConfigError, match="no checkpoint to resume from"):
+        finetune(_cfg(tmp_path), progress=False)
+    assert finetune(_cfg(tmp_path, resume=True), model=tiny_model, progress=False).steps == 2
+
+
+_HOLD_LOCK = """
+import sys, time
+from ivlite.folders import FolderLock
+lock = FolderLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_process_on_a_run_folder_is_refused(tmp_path, tiny_model):
+    """Two runs on one folder used to interleave their logs and checkpoints. The writer holds
+    an exclusive lock; the kernel frees it when the holder dies."""
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match=rf"out_dir='.*run' is in use by another live "
+                                              rf"process \(pid {holder.pid}, lock '.*\.lock'\)"):
+            finetune(_cfg(tmp_path), model=tiny_model, progress=False)
+        assert not (run / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert finetune(_cfg(tmp_path), model=tiny_model, progress=False).steps == 2
+
+
+def test_the_lock_is_held_for_the_whole_run(tmp_path, tiny_model):
+    from ivlite.folders import FolderLock
+
+    seen = []
+
+    def try_lock(step, record, unet):
+        try:
+            FolderLock(tmp_path / "run").acquire().release()
+            seen.append("free")
+        except ConfigError:
+            seen.append("held")
+        return False
+
+    finetune(_cfg(tmp_path), model=tiny_model, progress=False, stop_when=try_lock)
+    assert seen == ["held", "held"]
+    FolderLock(tmp_path / "run").acquire().release()  # released at the end
+
+
+def test_resume_refuses_data_that_changed(tmp_path, tiny_model):
+    """run_info.json records the SHA-256 of what the run read; resuming on other bytes would
+    mix two data sets in one run."""
+    from ivlite.video_io import write_video
+
+    folder = _video_folder(tmp_path, "video,caption\n0.gif,a red circle\n1.gif,a blue square\n",
+                           videos=("0.gif", "1.gif"))
+    cfg = _cfg(tmp_path, data=str(folder), height=32, width=32, save_every=1)
+    finetune(cfg, model=tiny_model, progress=False)
+    more = cfg.override({"max_steps": 3, "resume": True})
+    table = folder / "captions.csv"
+    table.write_text("video,caption\n0.gif,a red circle\n1.gif,a green square\n")
+    with pytest.raises(ConfigError, match=rf"resume: {table} changed since the run started"):
+        finetune(more, model=tiny_model, progress=False)
+    table.write_text("video,caption\n0.gif,a red circle\n1.gif,a blue square\n")
+    write_video(torch.linspace(1, -1, 8).view(8, 1, 1, 1).expand(8, 3, 16, 16), folder / "1.gif")
+    with pytest.raises(ConfigError, match=r"resume: .*1.gif changed since the run started"):
+        finetune(more, model=tiny_model, progress=False)
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
 
 
 def test_resume_with_fewer_steps_than_done_or_a_corrupt_config(tmp_path):
@@ -153,8 +293,9 @@ def _video_folder(tmp_path, table: str, videos=("0.gif",)):
     ("video,caption\n", ["captions.csv has no rows"]),
     ("video,caption\n0.gif," + LONG_PROMPT + "\n", ["caption[0] has 92 tokens", "at most 77"]),
     (b"video,caption\n0.gif,caf\xe9\n", ["not a readable UTF-8 CSV"]),
+    ("\ufeffvideo,caption\n0.gif," + LONG_PROMPT + "\n", ["caption[0] has 92 tokens"]),
 ], ids=["header", "empty-caption", "extra-field", "missing-video", "no-rows", "long-caption",
-        "not-utf8"])
+        "not-utf8", "bom-then-long-caption"])
 def test_bad_captions_csv(tmp_path, table, fragments):
     folder = _video_folder(tmp_path, table)
     with pytest.raises(ConfigError) as err:
@@ -177,6 +318,65 @@ def test_unreadable_video_names_file_and_row(tmp_path):
 
 
 # --- inputs that need the loaded model ----------------------------------------------------
+
+# --- shipped assets ---------------------------------------------------------------------------
+
+def _shipped_copy(tmp_path, monkeypatch):
+    """A copy of ivlite/assets/tiny_world that ivlite takes for the shipped folder."""
+    import shutil
+
+    import ivlite.world.assets as assets
+
+    root = tmp_path / "assets"
+    shutil.copytree(assets.ASSET_ROOT / "tiny_world", root / "tiny_world")
+    monkeypatch.setattr(assets, "ASSET_ROOT", root)
+    return root / "tiny_world"
+
+
+@pytest.mark.parametrize("missing", ["scheduler/scheduler_config.json", "reward/metrics.json",
+                                     "manifest.json"])
+def test_a_missing_shipped_file_is_an_error_not_a_fallback(tmp_path, monkeypatch, missing):
+    """Without its scheduler config the tiny world sampled on ModelScope's schedule instead of
+    the one it was trained on, with exit status 0; without the manifest nothing was checked."""
+    from ivlite.world.reward_model import load_tiny_hps
+    from ivlite.world.tiny_models import load_tiny_world
+
+    world = _shipped_copy(tmp_path, monkeypatch)
+    (world / missing).unlink()
+    with pytest.raises((ValueError, FileNotFoundError), match=missing.replace(".", r"\.")):
+        load_tiny_world(world)
+    with pytest.raises((ValueError, FileNotFoundError), match=missing.replace(".", r"\.")):
+        load_tiny_hps(world / "reward")
+
+
+def test_a_folder_whose_manifest_lists_a_scheduler_needs_it(tmp_path):
+    """Outside the shipped folder too: a manifest that lists the scheduler config makes it
+    required (a folder trained on ModelScope's schedule lists none and gets that one)."""
+    import shutil
+
+    from ivlite.world.assets import ASSET_ROOT
+    from ivlite.world.tiny_models import load_tiny_world
+
+    world = shutil.copytree(ASSET_ROOT / "tiny_world", tmp_path / "world")
+    (world / "scheduler" / "scheduler_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"scheduler_config.json is missing: the model "
+                                                r"was trained on the schedule it holds"):
+        load_tiny_world(world)
+
+
+def test_prompts_longer_than_the_text_encoder_are_never_cut(tmp_path, tiny_model, tiny_reward):
+    """The pipeline's tokenizer call truncates at 77 tokens; every path that reaches it (sampling,
+    split evaluation, early stopping) refuses instead."""
+    from ivlite.evaluation import evaluate_splits, sample_videos
+
+    with pytest.raises(ValueError, match=r"prompt 'a red circle.*has 92 tokens.*at most 77"):
+        tiny_model.encode_prompts(["a short one", LONG_PROMPT])
+    with pytest.raises(ValueError, match="has 92 tokens"):
+        sample_videos(tiny_model, [LONG_PROMPT], num_frames=8, height=32, width=32, ddim_steps=2)
+    with pytest.raises(ValueError, match="has 92 tokens"):
+        evaluate_splits(tiny_model, tiny_reward, {"s": [LONG_PROMPT]}, num_frames=8, height=32,
+                        width=32, ddim_steps=2)
+
 
 def test_resolution_the_model_cannot_take(tmp_path):
     """A VAE that downsamples by 16 cannot encode 40x40 frames (40 is a multiple of 8 only)."""
@@ -245,6 +445,26 @@ def test_wrong_adapters_name_the_adapter(tmp_path):
 
     with pytest.raises(FileNotFoundError, match=r"adapter '.*absent' does not exist"):
         load_adapter(tiny_random_model().unet, tmp_path / "absent")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"adapter '.*a-file' is a file; expected a "
+                                                 r"folder"):
+        load_adapter(tiny_random_model().unet, tmp_path / "a-file")
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("r", "four", "an integer >= 1"), ("r", 0, "an integer >= 1"),
+    ("lora_alpha", "4", "a number > 0"), ("target_modules", [1, 2], "a non-empty list"),
+    ("target_modules", None, "a non-empty list"), ("lora_dropout", "none", "a number in [0, 1)"),
+])
+def test_adapter_config_of_wrong_types(tmp_path, key, value, allowed):
+    """peft accepts these and fails deep inside the model with a traceback."""
+    folder = _adapter(tmp_path, "typed")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**config, key: value}))
+    with pytest.raises(ValueError, match=r"adapter '.*typed' is corrupt or unreadable: "
+                                         r"adapter_config.json: ") as err:
+        load_adapter(tiny_random_model().unet, folder)
+    assert f"{key}={value!r}; allowed: {allowed}" in str(err.value)
 
 
 # --- the command line ---------------------------------------------------------------------
@@ -259,9 +479,23 @@ def test_wrong_adapters_name_the_adapter(tmp_path):
     (["finetune", "--config", "/nonexistent.yaml"], "'/nonexistent.yaml' does not exist"),
     (["sample", "--adapter", "/nonexistent/adapter"], "adapter '/nonexistent/adapter' does not "
                                                       "exist"),
-    (["sample", "--prompt", ""], "prompts[0]='' is out of range"),
+    (["sample", "--prompt", ""], "--prompt '' is empty; allowed: a non-empty prompt"),
+    (["sample", "--prompt", LONG_PROMPT], "--prompt[0] has 92 tokens"),
+    (["sample", "--prompt", "a", "--prompts", "[b]"], "give either --prompt (repeatable) or "
+                                                       "--prompts, not both"),
+    (["sample", "--tau", "0.5"], "unrecognized arguments: --tau 0.5"),
+    (["evaluate", "--learning-rate", "1"], "unrecognized arguments: --learning-rate 1"),
+    (["sample", "--lora-scale", "0.5"], "--lora-scale=0.5 scales an adapter; give --adapter"),
     (["evaluate", "--seeds", "0"], "--seeds=0 must be an integer >= 1"),
     (["evaluate", "--lora-scale", "nan"], "--lora-scale=nan must be a finite number"),
+    (["evaluate", "--judge", "oracle-score"], "--judge='oracle-score' applies to --splits"),
+    (["evaluate", "--per-split", "3"], "--per-split=3 applies to --splits"),
+    (["evaluate", "--splits", "world", "--per-split", "0"], "--per-split=0 must be an integer"),
+    (["evaluate", "--splits", "world", "--judge", "nope"], "--judge='nope' is not a judge; "
+                                                           "allowed: ['oracle-quality'"),
+    (["finetune", "--reward-checkpoint", "/some/file.pt"], "reward='tiny-random-clip' reads no "
+                                                           "checkpoint"),
+    (["finetune", "--reward", "tiny-random-clip:0.5,tiny-random-clip:0.5"], "appears twice"),
 ])
 def test_cli_gives_one_line_and_non_zero_status(argv, fragment, capsys):
     status = _exit_status(argv)
@@ -302,6 +536,65 @@ def test_cli_mistakes_are_reported_before_torch_loads(argv):
                           timeout=600)
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
     assert "error:" in done.stderr
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("a: [unclosed\n", "is not a readable YAML/JSON file (while parsing a flow sequence)"),
+    ("s: []\n", "split 's' must be a non-empty list of non-empty prompt strings"),
+    ("s: [a cat, null]\n", "split 's' must be a non-empty list"),
+    ("[a, b]\n", "the file must map split names to non-empty lists"),
+    (f"s: ['{LONG_PROMPT}']\n", "split 's': prompts[0] has 92 tokens"),
+    ("FOLDER", "is a folder; expected 'world', 'paper', 'vgen:VGEN_CHECKOUT' or a YAML/JSON"),
+    ("ABSENT", "no such file; expected 'world'"),
+], ids=["malformed", "empty", "null-prompt", "a-list", "long-prompt", "folder", "absent"])
+def test_cli_splits_files_are_checked_before_any_model_loads(tmp_path, capsys, content,
+                                                             fragment):
+    path = tmp_path / "splits.yaml"
+    if content == "FOLDER":
+        path.mkdir()
+    elif content != "ABSENT":
+        path.write_text(content)
+    assert _exit_status(["evaluate", "--splits", str(path), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert f"--splits {str(path)!r}" in err
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("verb, taken", [("sample", "000.gif"), ("evaluate", "evaluation.json")])
+def test_cli_outputs_are_checked_first_and_never_overwritten(tmp_path, capsys, verb, taken):
+    """An --out that cannot take the files used to fail after the sampling (a file, a path under
+    a file), or to be written over without a word (a previous result)."""
+    fast = ["--prompt", "a red circle", "--num-frames", "8", "--ddim-steps", "2"]
+    (tmp_path / "file").write_text("x")
+    for out, fragment in ((tmp_path / "file", "is a file; choose a folder path"),
+                          (tmp_path / "file" / "sub", "is a file, so the folder cannot be "
+                                                      "created")):
+        assert _exit_status([verb, "--out", str(out)] + fast) == 2
+        err = capsys.readouterr().err
+        assert f"--out {str(out)!r}" in err and fragment in err, err
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / taken).write_text("mine")
+    assert _exit_status([verb, "--out", str(out)] + fast) == 2
+    err = capsys.readouterr().err
+    assert f"already holds {taken}; pass --force to replace them" in err, err
+    assert (out / taken).read_text() == "mine"
+    assert _exit_status([verb, "--out", str(out), "--force"] + fast) == 0
+    assert (out / taken).read_bytes() != b"mine"
+
+
+def test_cli_demo_checks_its_arguments_before_touching_out(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert _exit_status(["demo", "--out", str(out), "--force", "--steps", "0"]) == 2
+    assert "--steps=0 must be" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"  # the bad --steps was seen first
+    (tmp_path / "file").write_text("x")
+    assert _exit_status(["demo", "--out", str(tmp_path / "file" / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, so the folder cannot be created" in err, err
 
 
 def _exit_status(argv) -> int:

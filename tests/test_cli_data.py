@@ -87,3 +87,27 @@ def test_generated_clips_are_cached(tmp_path, tiny_model):
     assert other.captions == ["a", "c"]
     x, captions = first.sample(3, torch.Generator().manual_seed(0))
     assert x.shape == (3, 4, 8, 4, 4) and set(captions) <= {"a", "b"}
+
+
+def test_captions_csv_with_a_byte_order_mark(tmp_path):
+    """Spreadsheets save UTF-8 CSVs with a byte-order mark; it is not part of the header."""
+    write_video(torch.zeros(4, 3, 16, 16), tmp_path / "0.gif")
+    (tmp_path / "captions.csv").write_bytes("\ufeffvideo,caption\n0.gif,a café\n"
+                                            .encode("utf-8"))
+    assert read_captions(tmp_path) == [(tmp_path / "0.gif", "a café")]
+
+
+def test_a_corrupt_clip_cache_names_the_file(tmp_path, tiny_model):
+    kw = dict(model_name="tiny-random", num_frames=8, height=32, width=32, ddim_steps=2,
+              cache_dir=tmp_path)
+    generated_clips(tiny_model, ["a"], **kw)
+    cache = next(tmp_path.glob("generated-*.safetensors"))
+    cache.write_bytes(cache.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"clip cache '.*generated-.*\.safetensors' \(with its "
+                                         r"\.json\) is corrupt or unreadable .*delete both"):
+        generated_clips(tiny_model, ["a"], **kw)
+
+
+def test_a_video_path_that_is_a_folder(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder; expected a video file"):
+        read_video(tmp_path, 8)
