@@ -188,8 +188,8 @@ def test_corrupt_or_mismatched_checkpoints_give_clear_errors(first_run, tmp_path
             "--max-steps", "4", "--num-frames", "4", "--segments", "2", "--ddim-steps", "5",
             "--prompts", "[a red circle moving left]", "--save-every", "2"]
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "step-000003' is corrupt" in err
+    info, error = capsys.readouterr().err.strip().splitlines()   # the thread count, then one line
+    assert info.startswith("torch threads:") and "step-000003' is corrupt" in error
     optimizer.write_bytes(good)
 
     # A checkpoint whose LoRA has another rank than this run's.
