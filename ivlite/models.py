@@ -126,7 +126,9 @@ class VideoModel:
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Text embeddings (N, 77, D) as the pipeline computes them; each prompt is encoded once.
+        """Text embeddings (N, 77, D) as the pipeline computes them. Each distinct prompt is
+        encoded once, on its own (batch of 1: the encoder's last bits depend on the batch it runs
+        in, and a run must not depend on which batch a caption first came in), and cached.
 
         A prompt longer than the text encoder's positions is a ValueError, not cut: the model would
         see part of it while a reward scored all of it (entry points say which input held it)."""
@@ -137,12 +139,10 @@ class VideoModel:
             if count > limit:
                 raise ValueError(f"prompt {prompt[:40]!r}... has {count} tokens (with start and "
                                  f"end tokens); the text encoder takes at most {limit}: shorten it")
-        if missing:
-            ids = self.tokenizer(missing, padding="max_length", truncation=True,
-                                 max_length=self.tokenizer.model_max_length,
+        for prompt in missing:
+            ids = self.tokenizer([prompt], padding="max_length", truncation=True, max_length=limit,
                                  return_tensors="pt").input_ids.to(self.text_encoder.device)
-            embeds = self.text_encoder(ids)[0]
-            self._prompt_cache.update(zip(missing, embeds))
+            self._prompt_cache[prompt] = self.text_encoder(ids)[0][0]
         return torch.stack([self._prompt_cache[p] for p in prompts])
 
     @torch.no_grad()

@@ -5,6 +5,11 @@ caption is the cosine similarity of their L2-normalised embeddings (no logit sca
 InstructVideo code preprocesses decoded frames differentiably: x * 0.5 + 0.5, clamp to [0, 1],
 bilinear resize to 224, CLIP mean/std normalisation. :class:`ClipReward` does exactly that for any
 open_clip ``CLIP`` model, and encodes each caption once (the reward model is frozen).
+
+Each distinct caption is encoded on its own, never in a batch with others: a text tower's output
+depends in the last bits on the batch it runs in (the matrix kernels block the sums differently),
+so features cached from whichever batch a caption first appeared in would make a run depend on the
+order of its batches, and a resumed run differ from an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -43,12 +48,13 @@ class ClipReward(torch.nn.Module):
 
     @torch.no_grad()
     def text_features(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Normalised text embeddings (N, E); each distinct prompt is encoded once and cached."""
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
-        if missing:
-            device = self.mean.device
-            feats = self.model.encode_text(self.tokenizer(missing).to(device))
-            self._text_cache.update(zip(missing, F.normalize(feats.float(), dim=-1)))
+        """Normalised text embeddings (N, E); each distinct prompt is encoded once, on its own
+        (batch of 1, so its features do not depend on the other prompts), and cached."""
+        for prompt in dict.fromkeys(prompts):
+            if prompt not in self._text_cache:
+                tokens = self.tokenizer([prompt]).to(self.mean.device)
+                feats = self.model.encode_text(tokens)
+                self._text_cache[prompt] = F.normalize(feats.float(), dim=-1)[0]
         return torch.stack([self._text_cache[p] for p in prompts])
 
     def image_features(self, frames: torch.Tensor) -> torch.Tensor:

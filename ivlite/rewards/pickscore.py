@@ -81,13 +81,17 @@ class HFClipReward(torch.nn.Module):
 
     @torch.no_grad()
     def text_features(self, prompts: Sequence[str]) -> torch.Tensor:
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
-        if missing:
-            tok = self.tokenizer(missing, padding=True, truncation=True, max_length=77,
-                                 return_tensors="pt").to(self.mean.device)
-            feats = _features(self.model.get_text_features(input_ids=tok["input_ids"],
-                                                           attention_mask=tok["attention_mask"]))
-            self._text_cache.update(zip(missing, F.normalize(feats.float(), dim=-1)))
+        """Normalised text embeddings (N, E). Each distinct prompt is encoded once, on its own
+        and without padding, so that its features do not depend on the other prompts of the
+        batch it first came in (padding to the batch's longest prompt and the batch's size both
+        change the last bits), and cached."""
+        for prompt in dict.fromkeys(prompts):
+            if prompt not in self._text_cache:
+                tok = self.tokenizer([prompt], truncation=True, max_length=77,
+                                     return_tensors="pt").to(self.mean.device)
+                feats = _features(self.model.get_text_features(
+                    input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
+                self._text_cache[prompt] = F.normalize(feats.float(), dim=-1)[0]
         return torch.stack([self._text_cache[p] for p in prompts])
 
     def image_features(self, frames: torch.Tensor) -> torch.Tensor:
