@@ -1,4 +1,5 @@
-"""Small shared helpers: the cache folder, device names, seeded generators, JSONL logs."""
+"""Small shared helpers: the cache folder, device names, seeded generators, JSONL logs,
+reproducible safetensors files, and running modules in eval mode."""
 
 from __future__ import annotations
 
@@ -61,3 +62,40 @@ def truncate_jsonl(path: Path, step: int) -> None:
         except (ValueError, KeyError, TypeError):
             continue
     path.write_text("".join(line + "\n" for line in kept))
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
+                     metadata: dict[str, str] | None = None) -> Path:
+    """``safetensors.torch.save_file`` with reproducible bytes: the same tensors and metadata give
+    the same file, byte for byte, in every process.
+
+    safetensors writes the header's ``__metadata__`` in the order of a Rust hash map, which is
+    seeded afresh for each map, so two saves of the same adapter differ in their bytes about half
+    the time. Here the header is rewritten with the metadata keys sorted; the tensors' entries and
+    data are untouched.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    save_file(tensors, path, metadata=metadata)
+    if metadata and len(metadata) > 1:
+        _sort_metadata(path)
+    return path
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite the JSON header of the safetensors file ``path`` with its metadata keys sorted."""
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) <= size:  # the same entries in another order: the same length
+            fh.seek(8)
+            fh.write(text + b" " * (size - len(text)))
+            return
+        data = fh.read()  # escaped differently: a longer header, padded to 8 bytes as required
+        text += b" " * (-len(text) % 8)
+        fh.seek(0)
+        fh.write(len(text).to_bytes(8, "little") + text + data)
+        fh.truncate()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from . import common
 from .clip_sampling import SAMPLE_FPS, estimated_frame_count, frame_stride, read_clip, video_fps
@@ -102,7 +102,7 @@ def generated_clips(model: VideoModel, prompts: Sequence[str], *, model_name: st
     clips = LatentClips(torch.cat(latents), captions)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    save_file({"latents": clips.latents.contiguous()}, tmp)
+    common.save_safetensors({"latents": clips.latents.contiguous()}, tmp)
     path.with_suffix(".json").write_text(json.dumps({**key, "captions": captions}))
     os.replace(tmp, path)  # the .safetensors appears last: its presence means the pair is complete
     return clips

@@ -22,7 +22,9 @@ import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, \
     set_peft_model_state_dict
 from peft.tuners.tuners_utils import BaseTunerLayer
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from .common import save_safetensors
 
 ADAPTER_NAME = "default"
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -81,7 +83,7 @@ def save_adapter(unet: torch.nn.Module, folder: str | Path, metadata: dict | Non
     config = unet.peft_config[ADAPTER_NAME]
     state = {k: v.to("cpu") for k, v in lora_state_dict(unet).items()}
     tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_file(state, tmp, metadata={"format": "pt", **(metadata or {})})
+    save_safetensors(state, tmp, metadata={"format": "pt", **(metadata or {})})
     _replace_durably(tmp, folder / WEIGHTS_FILE)
     config_dict = config.to_dict()
     config_dict["target_modules"] = sorted(config_dict["target_modules"])

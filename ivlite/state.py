@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from .common import save_safetensors
 from .config import first_line
 from .lora import read_adapter, save_adapter
 
@@ -75,7 +76,7 @@ def save_checkpoint(run_dir: str | Path, step: int, unet: torch.nn.Module,
     shutil.rmtree(tmp, ignore_errors=True)
     save_adapter(unet, tmp)
     tensors, rest = optimizer_to_files(optimizer)
-    save_file(tensors, tmp / "optimizer.safetensors")
+    save_safetensors(tensors, tmp / "optimizer.safetensors")
     _write_json(tmp / "training_state.json", {"step": step, "optimizer": rest, **extra})
     _fsync_files(tmp)
     if final.exists():  # left by a run killed before it updated latest.json: not the latest

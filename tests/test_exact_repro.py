@@ -68,3 +68,34 @@ def test_text_features_do_not_depend_on_the_batch_a_caption_came_in():
             batch = others[:position] + [PROMPTS[0]] + others[position:]
             among = getattr(build(), method)(batch)[position]
             assert torch.equal(alone, among), f"{name}: caption at {position} of {len(batch)}"
+
+
+def test_safetensors_files_have_the_same_bytes_for_the_same_content(tmp_path):
+    from safetensors import safe_open
+
+    from ivlite.common import save_safetensors
+
+    tensors = {"b": torch.arange(6.0).view(2, 3), "a": torch.ones(4, dtype=torch.float16)}
+    metadata = {f"key{i}": str(i) for i in range(8)}
+    digests = set()
+    for i in range(4):
+        path = save_safetensors(tensors, tmp_path / f"{i}.safetensors", dict(metadata))
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+        loaded = load_file(path)
+        assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+        with safe_open(path, framework="pt") as fh:
+            assert fh.metadata() == metadata
+    assert len(digests) == 1
+
+
+def test_two_identical_runs_write_byte_identical_files(tmp_path):
+    """Every safetensors file of the run folder (adapter, checkpoints) has the same bytes."""
+    runs = [finetune(_cfg(tmp_path, name, max_steps=2, batch_size=1, grad_accum=1),
+                     progress=False).out_dir for name in ("a", "b")]
+    for _ in range(3):  # a run's adapter is written again on resume: same bytes every time
+        files = sorted(p.relative_to(runs[0]) for p in runs[0].rglob("*.safetensors"))
+        assert "adapter/adapter_model.safetensors" in {str(f) for f in files}
+        for name in files:
+            assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
+        finetune(_cfg(tmp_path, "b", max_steps=2, batch_size=1, grad_accum=1, resume=True),
+                 progress=False)

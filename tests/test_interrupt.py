@@ -95,7 +95,7 @@ def _die_while_writing(step: int):
     def patch():
         import ivlite.state as state
 
-        real = state.save_file
+        real = state.save_safetensors
 
         def save_file(tensors, path, *args, **kwargs):
             real(tensors, path, *args, **kwargs)
@@ -104,7 +104,7 @@ def _die_while_writing(step: int):
                 Path(path).write_bytes(data[:len(data) // 2])
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        state.save_file = save_file
+        state.save_safetensors = save_file
     return patch
 
 
@@ -194,14 +194,14 @@ def test_a_failed_checkpoint_write_never_replaces_the_last_good_one(tmp_path, mo
 
     unet, optimizer = unet_and_optimizer
     save_checkpoint(tmp_path, 2, unet, optimizer, {"note": "good"})
-    real_save, real_json = state.save_file, state._write_json
+    real_save, real_json = state.save_safetensors, state._write_json
 
     def half_written(tensors, path, *args, **kwargs):
         real_save(tensors, path, *args, **kwargs)
         Path(path).write_bytes(Path(path).read_bytes()[:100])
         raise OSError("disk full")
 
-    monkeypatch.setattr(state, "save_file", half_written)
+    monkeypatch.setattr(state, "save_safetensors", half_written)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path, 4, unet, optimizer, {"note": "bad"})
     assert latest_checkpoint(tmp_path).name == "step-000002"
@@ -209,7 +209,7 @@ def test_a_failed_checkpoint_write_never_replaces_the_last_good_one(tmp_path, mo
     assert not (tmp_path / "checkpoints" / "step-000004").exists()
 
     # Killed after the folder got its name but before latest.json moved: still step 2.
-    monkeypatch.setattr(state, "save_file", real_save)
+    monkeypatch.setattr(state, "save_safetensors", real_save)
 
     def no_pointer(path, data):
         if path.name == state.LATEST:

@@ -20,7 +20,9 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from ..common import save_safetensors
 
 MANIFEST = "manifest.json"
 ASSET_ROOT = Path(__file__).resolve().parent.parent / "assets"
@@ -160,7 +162,7 @@ def save_weights(state: dict[str, torch.Tensor], path: str | Path, *, dtype=torc
              for k, v in state.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, path)
+    save_safetensors(state, path)
     path.chmod(0o644)  # safetensors writes owner-only files; shipped assets are read by anyone
     return path
 

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ivlite.common import resolve_device
+from ivlite.common import resolve_device, save_safetensors
 from ivlite.models import VideoModel, modelscope_scheduler
 from ivlite.tokenizer import clip_tokenizer
 from ivlite.world.assets import load_weights, save_weights
@@ -50,7 +50,7 @@ def latent_pool(vae, clips: int, seed: int, cache: Path) -> tuple[torch.Tensor, 
     z = torch.cat([vae.encode(frames[i:i + 512].to(vae.device)).latent_dist.mean.cpu()
                    for i in range(0, len(frames), 512)]) * vae.config.scaling_factor
     latents = z.view(clips, -1, *z.shape[1:]).transpose(1, 2).contiguous()
-    save_file({"latents": latents}, cache)
+    save_safetensors({"latents": latents}, cache)
     cache.with_suffix(".json").write_text(json.dumps(captions))
     return latents, captions
 

@@ -15,9 +15,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ivlite.common import seeded_generator, truncate_jsonl
+from ivlite.common import save_safetensors, seeded_generator, truncate_jsonl
 from ivlite.state import optimizer_from_files, optimizer_to_files
 
 
@@ -32,10 +32,10 @@ def save_state(run_dir: Path, step: int, modules: dict[str, torch.nn.Module],
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, module in modules.items():
-        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+        save_safetensors({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
                   tmp / f"{name}.safetensors")
     tensors, rest = optimizer_to_files(optimizer)
-    save_file(tensors, tmp / "optimizer.safetensors")
+    save_safetensors(tensors, tmp / "optimizer.safetensors")
     (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": rest, **info}))
     old = run_dir / ".state.old"
     shutil.rmtree(old, ignore_errors=True)
