@@ -22,6 +22,8 @@ import yaml
 
 
 DEVICE_NAMES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
+LORA_INITS = ("official", "peft")
+"""Values of ``lora_init`` (:func:`ivlite.lora.lora_config` maps them to peft's initialisers)."""
 
 
 def is_device_name(name: object) -> bool:
@@ -59,7 +61,10 @@ class Config:
     """Training clips: ``generated`` (one clip the base model samples per prompt, cached: the
     WebVid-free path, not real videos), ``world`` (renders of the tiny world's in-domain scenes),
     or real clips: a folder with captions.csv or a .csv file of local videos and captions (16
-    frames at 8 fps from a seeded start, centre-cropped, as the paper's WebVid loader)."""
+    frames at 8 fps from a seeded start, centre-cropped, as the paper's WebVid loader). Each
+    micro-batch draws its clips uniformly with replacement, seeded by (seed, step, micro-batch,
+    process); the official loader instead walks its list in file order, unshuffled, the same on
+    every GPU (VGen issue #137)."""
     prompts: list[str] = field(default_factory=lambda: [
         "a red circle moving left", "a blue square moving up",
         "a green triangle moving right", "a yellow circle moving down"])
@@ -94,6 +99,12 @@ class Config:
     lora_alpha: float | None = None
     """LoRA alpha; ``None`` means alpha = rank, i.e. scale 1 as in the paper."""
     lora_targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    lora_init: str = "official"
+    """How the down matrix A starts (the up matrix B starts at zero either way, so step 0 is the
+    base model): ``official``, A ~ N(0, (1/rank)^2) as the official code's LoRA (std 0.25 at rank
+    4; peft's ``gaussian``); ``peft``, peft's default Kaiming-uniform A, bound 1/sqrt(d_in), whose
+    spread is 8-16x smaller at ModelScope's widths (320-1280), so at the same learning rate the
+    adapter's output moves that much more slowly at first."""
 
     # --- optimisation ---------------------------------------------------------------------------
     learning_rate: float = 1e-5
@@ -175,6 +186,8 @@ class Config:
         _check(self.lora_targets, "lora_targets", isinstance(self.lora_targets, list)
                and len(self.lora_targets) > 0 and all(isinstance(t, str) and t for t in self.lora_targets),
                "a non-empty list of module names such as ['to_q', 'to_k', 'to_v', 'to_out.0']")
+        _check(self.lora_init, "lora_init", isinstance(self.lora_init, str)
+               and self.lora_init in LORA_INITS, " or ".join(map(repr, LORA_INITS)))
         _check(self.learning_rate, "learning_rate", _finite(self.learning_rate)
                and 0 < self.learning_rate <= 1, "0 < learning_rate <= 1")
         _check_int(self.warmup_steps, "warmup_steps", 0, 10**9)
@@ -279,16 +292,17 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's method on whatever model is given; the field defaults are the paper's.
     "paper": {},
-    # Seconds-long runs on tiny models built in code: tests and the quick start.
+    # Seconds-long runs on tiny models built in code: tests and the quick start. The tiny
+    # presets keep peft's LoRA init (benchmarks/lora_init.py measures both on the tiny world).
     "tiny-random": {"model": "tiny-random", "reward": "tiny-random-clip", "height": 32,
                     "width": 32, "max_steps": 4, "save_every": 2, "learning_rate": 1e-3,
-                    "warmup_steps": 1},
+                    "warmup_steps": 1, "lora_init": "peft"},
     # The tiny world: its shipped text-to-video model, its learned preference reward, its clips.
     # Learning rate 1e-3 (2e-4 before run Q2 shipped): of 1e-4, 2e-4, 5e-4 and 1e-3 it brought
     # the demo closest to its target (benchmarks/results/demo_lr_tiny.json).
     "tiny-world": {"model": "tiny-world", "reward": "tiny-hps", "data": "world", "height": 32,
                    "width": 32, "max_steps": 200, "learning_rate": 1e-3, "save_every": 50,
-                   "prompts": ["a red circle moving left"]},
+                   "prompts": ["a red circle moving left"], "lora_init": "peft"},
     # ModelScopeT2V + HPSv2 as in the paper (batch 8 = 2 per GPU x 4 GPUs; here 1 x accumulation).
     # Data: not the paper's 880 WebVid clips but 45 clips the base model generates, one per
     # in-domain animal caption of ivlite.prompts (data: generated); --data FOLDER_OR_CSV trains on

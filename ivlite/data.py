@@ -59,7 +59,13 @@ class LatentClips:
         return len(self.captions)
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, list[str]]:
-        """``batch`` clips drawn uniformly with replacement: latents (B, C, F, h, w), captions."""
+        """``batch`` clips drawn uniformly with replacement: latents (B, C, F, h, w), captions.
+
+        The draw is a pure function of ``generator`` (seeded per step, micro-batch and process
+        by the trainer), so a resumed run replays the same batches. This differs from the
+        official loader, which never shuffles: every GPU walks the same species-ordered list
+        (VGen issue #137). Drawing with replacement mixes species within and across steps.
+        """
         idx = torch.randint(len(self), (batch,), generator=generator)
         return self.latents[idx], [self.captions[i] for i in idx.tolist()]
 

@@ -3,7 +3,8 @@
 InstructVideo trains rank-4 LoRA on q, k, v and out of every attention of the UNet: spatial self-
 and cross-attention and temporal self-attention (in diffusers: every ``Attention`` module's
 ``to_q``, ``to_k``, ``to_v`` and ``to_out.0``). The up-matrix B starts at zero, so the fine-tuned
-model starts exactly at the base model. ``UNet3DConditionModel`` has no ``add_adapter``, so adapters
+model starts exactly at the base model. The down-matrix A starts as ``init`` says
+(:data:`LORA_INITS`): the official code's N(0, (1/rank)^2), or peft's default Kaiming-uniform. ``UNet3DConditionModel`` has no ``add_adapter``, so adapters
 are injected with ``peft.inject_adapter_in_model``.
 
 An adapter folder holds ``adapter_config.json`` (peft's ``LoraConfig``) and
@@ -30,19 +31,31 @@ ADAPTER_NAME = "default"
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
+LORA_INITS = {"official": "gaussian", "peft": True}
+"""``lora_init`` -> peft's ``init_lora_weights``. ``official``: A ~ N(0, std = 1/rank), as the
+official code's LoRA (VGen ``unet_lora.py``) draws its down matrix; peft's ``gaussian`` is exactly
+that for linear layers. ``peft``: peft's default, A ~ Kaiming-uniform(a = sqrt(5)), i.e. uniform
+on +-1/sqrt(d_in) (std 1/sqrt(3 d_in)). B = 0 in both. The adapter's ``adapter_config.json``
+records the choice, so re-injecting from a saved config draws A the same way."""
 
 
 def lora_config(rank: int = 4, alpha: float | None = None,
-                targets: Sequence[str] = DEFAULT_TARGETS) -> LoraConfig:
-    """peft config: ``alpha = rank`` by default, i.e. scale alpha / rank = 1 as in the paper."""
+                targets: Sequence[str] = DEFAULT_TARGETS, init: str = "official") -> LoraConfig:
+    """peft config: ``alpha = rank`` by default, i.e. scale alpha / rank = 1 as in the paper;
+    ``init`` one of :data:`LORA_INITS` (default: the official code's)."""
+    if init not in LORA_INITS:
+        raise ValueError(f"lora_init={init!r} is not an initialisation; allowed: "
+                         f"{' or '.join(map(repr, LORA_INITS))}")
     return LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha,
-                      target_modules=list(targets), init_lora_weights=True, lora_dropout=0.0)
+                      target_modules=list(targets), init_lora_weights=LORA_INITS[init],
+                      lora_dropout=0.0)
 
 
 def add_lora(unet: torch.nn.Module, config: LoraConfig | None = None) -> list[torch.nn.Parameter]:
     """Inject LoRA into ``unet``, freeze every other weight, return the trainable LoRA parameters.
 
-    peft's default init draws A (down) at random and sets B (up) to zero: output unchanged.
+    A (down) starts at random as ``config`` says (:data:`LORA_INITS`), B (up) at zero: the
+    output is unchanged.
     """
     config = config or lora_config()
     unet.requires_grad_(False)

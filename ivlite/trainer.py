@@ -57,6 +57,9 @@ RESUMABLE_CHANGES = {"max_steps", "resume", "save_every", "device", "out_dir", "
 # What finetune writes into out_dir; ``force`` removes these (and nothing else) before a new run.
 RUN_FILES = ("config.json", "config.yaml", "run_info.json", "log.jsonl", "early_stop.json",
              "checkpoints", "adapter")
+# What a run whose config.json lacks a field did, where that is not the field's default: runs
+# without lora_init drew A with peft's default.
+MISSING_FIELD_VALUES = {"lora_init": "peft"}
 
 BUILT_IN_MODELS = ("tiny-random", "tiny-world")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -322,8 +325,8 @@ def _prepare_out_dir(cfg: Config, accelerator: Accelerator, force: bool = False)
                 path = out / name
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
     if has_run:
-        old, defaults = _read_run_config(out), Config().to_dict()
-        # A field added to ivlite after the run started counts as its default value.
+        old, defaults = _read_run_config(out), {**Config().to_dict(), **MISSING_FIELD_VALUES}
+        # A field missing from the run's config.json counts as what such a run did.
         changed = {k: (old.get(k, defaults[k]), v) for k, v in cfg.to_dict().items()
                    if k not in RESUMABLE_CHANGES and old.get(k, defaults[k]) != v}
         if changed:
@@ -482,7 +485,8 @@ def _run(cfg: Config, accelerator: Accelerator, out: Path, model: VideoModel | N
     except RewardGradientError as err:
         raise ConfigError(f"reward={cfg.reward!r}: {err}") from None
 
-    params = add_lora(model.unet, lora_config(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets))
+    params = add_lora(model.unet, lora_config(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets,
+                                              cfg.lora_init))
     for p in params:  # trainable weights stay fp32 under mixed precision
         p.data = broadcast(p.data.float(), from_process=0) if accelerator.num_processes > 1 \
             else p.data.float()

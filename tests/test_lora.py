@@ -1,12 +1,15 @@
-"""LoRA through peft: zero-init, which parameters train, save/load, scale and merge."""
+"""LoRA through peft: zero-init, the down matrix's two initialisations (official and peft's),
+which parameters train, save/load, scale and merge."""
 
 import json
+import math
 
 import pytest
 import torch
 
+from ivlite.config import Config, ConfigError
 from ivlite.lora import add_lora, load_adapter, lora_config, lora_parameters, merge_lora, \
-    save_adapter, set_lora_scale, unmerge_lora
+    read_adapter, save_adapter, set_lora_scale, unmerge_lora
 from ivlite.models import tiny_random_model
 
 
@@ -105,3 +108,103 @@ def test_wrong_adapter_is_rejected(tmp_path, tiny_model):
 def test_unknown_target_modules(tiny_model):
     with pytest.raises(ValueError, match="lora_targets"):
         add_lora(tiny_model.unet, lora_config(targets=["no_such_layer"]))
+
+
+# --- the down matrix's initialisation ---------------------------------------------------------
+
+def _modelscope_width_attention():
+    """Attention layers at ModelScopeT2V's widths: query 320 and 1280, text context 1024."""
+    from diffusers.models.attention_processor import Attention
+
+    torch.manual_seed(0)
+    return torch.nn.ModuleDict({
+        "narrow": Attention(query_dim=320, cross_attention_dim=1024, heads=5, dim_head=64),
+        "wide": Attention(query_dim=1280, cross_attention_dim=1024, heads=20, dim_head=64)})
+
+
+def _lora_matrices(module):
+    return {n: p.detach() for n, p in module.named_parameters() if ".lora_" in n}
+
+
+def test_official_init_draws_the_down_matrix_with_std_one_over_rank():
+    for rank in (4, 8):
+        layers = _modelscope_width_attention()
+        add_lora(layers, lora_config(rank=rank, init="official"))
+        mats = _lora_matrices(layers)
+        downs = {n: w for n, w in mats.items() if ".lora_A." in n}
+        assert len(downs) == 8 and all(w.shape[0] == rank for w in downs.values())
+        for name, w in downs.items():  # 4 standard errors of the estimates from numel draws
+            n = w.numel()
+            assert abs(float(w.std()) * rank - 1) < 4 / math.sqrt(2 * n), (name, float(w.std()))
+            assert abs(float(w.mean())) * rank < 4 / math.sqrt(n), name
+        assert all(not w.any() for n, w in mats.items() if ".lora_B." in n)
+
+
+def test_peft_init_draws_the_down_matrix_within_the_kaiming_bound():
+    layers = _modelscope_width_attention()
+    add_lora(layers, lora_config(rank=4, init="peft"))
+    mats = _lora_matrices(layers)
+    ratios = []
+    for name, w in mats.items():
+        if ".lora_B." in name:
+            assert not w.any(), name
+            continue
+        bound = 1 / math.sqrt(w.shape[1])  # kaiming_uniform(a=sqrt(5)) on fan_in = d_in
+        assert float(w.abs().max()) <= bound, name
+        assert abs(float(w.std()) / (bound / math.sqrt(3)) - 1) < 4 / math.sqrt(w.numel()), name
+        ratios.append(0.25 / float(w.std()))
+    assert 7 < min(ratios) and max(ratios) < 17  # the official init's spread is 8-16x larger
+
+
+def test_saved_adapter_config_reproduces_the_init(tmp_path, tiny_model):
+    torch.manual_seed(3)
+    add_lora(tiny_model.unet, lora_config(init="official"))
+    drawn = _lora_matrices(tiny_model.unet)
+    save_adapter(tiny_model.unet, tmp_path / "adapter")
+    config, _ = read_adapter(tmp_path / "adapter")
+    assert config.init_lora_weights == "gaussian"
+    fresh = tiny_random_model(seed=0).unet
+    torch.manual_seed(3)
+    add_lora(fresh, config)
+    again = _lora_matrices(fresh)
+    assert drawn.keys() == again.keys() and all(torch.equal(drawn[k], again[k]) for k in drawn)
+    with pytest.raises(ValueError, match="lora_init='xavier'.*'official' or 'peft'"):
+        lora_config(init="xavier")
+
+
+def test_lora_init_config_field_presets_and_flag(tmp_path, capsys):
+    from ivlite.cli import main
+
+    assert Config().lora_init == "official" and Config.preset("paper").lora_init == "official"
+    assert Config.preset("modelscope").lora_init == "official"
+    assert Config.preset("tiny-random").lora_init == Config.preset("tiny-world").lora_init == "peft"
+    with pytest.raises(ConfigError, match=r"^lora_init='xavier' is out of range; allowed: "
+                                          r"'official' or 'peft'$"):
+        Config(lora_init="xavier").validate()
+    assert main(["finetune", "--lora-init", "xavier", "--out-dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lora_init='xavier'" in err and "'peft'" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_finetune_uses_the_configured_init_and_resumes_runs_without_the_field(tmp_path):
+    from ivlite.trainer import finetune
+
+    fast = dict(num_frames=4, segments=2, ddim_steps=5, prompts=["a red circle moving left"],
+                max_steps=1)
+    official = finetune(Config.preset("tiny-random", out_dir=str(tmp_path / "official"),
+                                      lora_init="official", **fast), progress=False)
+    config, _ = read_adapter(official.adapter_dir)
+    assert config.init_lora_weights == "gaussian"
+    run = finetune(Config.preset("tiny-random", out_dir=str(tmp_path / "old"), **fast),
+                   progress=False).out_dir
+    assert read_adapter(run / "adapter")[0].init_lora_weights is True  # peft's default
+    record = json.loads((run / "config.json").read_text())
+    del record["lora_init"]  # a run written before the field existed drew A with peft's init
+    (run / "config.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="lora_init='official' differs .* lora_init='peft'"):
+        finetune(Config.preset("tiny-random", out_dir=str(run), resume=True, lora_init="official",
+                               **{**fast, "max_steps": 2}), progress=False)
+    resumed = finetune(Config.preset("tiny-random", out_dir=str(run), resume=True,
+                                     **{**fast, "max_steps": 2}), progress=False)
+    assert resumed.steps == 2
