@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from .common import unet_in_eval_mode
 from .hub import CONFIG_FILES, WEIGHT_FILES, find_cached
 from .models import MODELSCOPE_REPO, MODELSCOPE_UNET
 
@@ -219,6 +220,7 @@ def count_parameters(module: torch.nn.Module, *, trainable_only: bool = False) -
 
 
 @torch.no_grad()
+@unet_in_eval_mode
 def diffusers_edit_comparison(model, frames: torch.Tensor, prompt: str, *, tau: float = 0.6,
                               ddim_steps: int = 20, guidance_scale: float = 3.0, seed: int = 0
                               ) -> dict[str, Any]:

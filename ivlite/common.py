@@ -3,10 +3,13 @@ reproducible safetensors files, and running modules in eval mode."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
@@ -99,3 +102,42 @@ def _sort_metadata(path: Path) -> None:
         fh.seek(0)
         fh.write(len(text).to_bytes(8, "little") + text + data)
         fh.truncate()
+
+
+@contextlib.contextmanager
+def modes_kept(*modules: torch.nn.Module) -> Iterator[None]:
+    """On exit (an error included), give every submodule of ``modules`` back the train/eval mode
+    it had on entry, whatever the body switched."""
+    modes = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
+    """Run ``modules`` in eval mode, then restore each submodule's own mode (:func:`modes_kept`).
+
+    Sampling must run the UNet in eval mode: ModelScopeT2V's temporal convolutions carry dropout
+    0.1, which in train mode makes the same seed give other clips at every call.
+    """
+    with modes_kept(*modules):
+        for module in modules:
+            module.eval()
+        yield
+
+
+_Func = TypeVar("_Func", bound=Callable)
+
+
+def unet_in_eval_mode(func: _Func) -> _Func:
+    """Decorator for a sampling or evaluation function whose first argument is a
+    :class:`~ivlite.models.VideoModel`: its UNet runs in eval mode during the call and gets its
+    caller's mode back after (:func:`eval_mode`)."""
+    @functools.wraps(func)
+    def wrapper(model, *args, **kwargs):
+        with eval_mode(model.unet):
+            return func(model, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]

@@ -71,6 +71,7 @@ class LatentClips:
 
 
 @torch.no_grad()
+@common.unet_in_eval_mode
 def generated_clips(model: VideoModel, prompts: Sequence[str], *, model_name: str,
                     clips_per_prompt: int = 1, num_frames: int = 16, height: int = 256,
                     width: int = 256, ddim_steps: int = 20, guidance_scale: float = 3.0,
@@ -80,7 +81,8 @@ def generated_clips(model: VideoModel, prompts: Sequence[str], *, model_name: st
     N = len(prompts) x clips_per_prompt), where the paper edits real WebVid clips.
 
     The cache file is named by a hash of everything that determines the clips, so changing the
-    model, prompts or sampling settings regenerates them and repeating a run reuses them.
+    model, prompts or sampling settings regenerates them and repeating a run reuses them. The
+    UNet samples in eval mode and gets its caller's mode back after.
     """
     key = dict(model=model_name, prompts=list(prompts), clips_per_prompt=clips_per_prompt,
                num_frames=num_frames, height=height, width=width, ddim_steps=ddim_steps,

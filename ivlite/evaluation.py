@@ -26,6 +26,7 @@ from typing import Sequence
 
 import torch
 
+from .common import unet_in_eval_mode
 from .ddim import sample_noise
 from .editing import generate
 from .models import VideoModel
@@ -35,10 +36,12 @@ from .segvr import decode_segments, sample_frame_indices
 
 
 @torch.no_grad()
+@unet_in_eval_mode
 def sample_videos(model: VideoModel, prompts: Sequence[str], *, num_frames: int = 16,
                   height: int = 256, width: int = 256, ddim_steps: int = 20,
                   guidance_scale: float = 3.0, seed: int = 0) -> torch.Tensor:
-    """Latents (N, C, F, h, w) of one clip per prompt; clip i uses generator seed ``seed + i``."""
+    """Latents (N, C, F, h, w) of one clip per prompt; clip i uses generator seed ``seed + i``.
+    The UNet runs in eval mode (no dropout) and gets its caller's mode back after."""
     uncond = model.encode_prompts([""])
     out = []
     for i, prompt in enumerate(prompts):
@@ -51,10 +54,12 @@ def sample_videos(model: VideoModel, prompts: Sequence[str], *, num_frames: int 
 
 
 @torch.no_grad()
+@unet_in_eval_mode
 def evaluate(model: VideoModel, reward: Reward, prompts: Sequence[str], *, seeds: int = 1,
              num_frames: int = 16, height: int = 256, width: int = 256, ddim_steps: int = 20,
              guidance_scale: float = 3.0, segments: int = 4, seed: int = 0) -> dict:
-    """Reward of ``seeds`` clips per prompt: per-prompt means, overall mean and std over clips."""
+    """Reward of ``seeds`` clips per prompt: per-prompt means, overall mean and std over clips
+    (UNet in eval mode, as :func:`sample_videos`)."""
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (clips per prompt)")
     if not prompts:
@@ -226,6 +231,7 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
 
 
 @torch.no_grad()
+@unet_in_eval_mode
 def sample_clips_batched(model: VideoModel, prompts: Sequence[str], seeds: Sequence[int], *,
                          num_frames: int = 16, height: int = 256, width: int = 256,
                          ddim_steps: int = 20, guidance_scale: float = 3.0,
@@ -234,7 +240,7 @@ def sample_clips_batched(model: VideoModel, prompts: Sequence[str], seeds: Seque
 
     The noise of each clip is drawn exactly as :func:`sample_videos` draws it; ``batch_size``
     clips then share each UNet call (DDIM with eta = 0 is deterministic, so batching changes the
-    result only at float rounding).
+    result only at float rounding). The UNet runs in eval mode, as in :func:`sample_videos`.
     """
     uncond = model.encode_prompts([""])
     out = []
@@ -253,6 +259,7 @@ def sample_clips_batched(model: VideoModel, prompts: Sequence[str], seeds: Seque
 
 
 @torch.no_grad()
+@unet_in_eval_mode
 def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequence[str]], *,
                     seeds: int = 1, judge=None, oracle: bool | None = None,
                     num_frames: int = 16, height: int = 256, width: int = 256,
@@ -285,45 +292,40 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
     items = {split: [p for _ in range(seeds) for p in prompts] for split, prompts in splits.items()}
     flat = [p for split_items in items.values() for p in split_items]
     flat_seeds = [seed + k for split_items in items.values() for k in range(len(split_items))]
-    was_training = model.unet.training
-    model.unet.eval()
-    try:
-        all_clips = sample_clips_batched(
-            model, flat, flat_seeds, num_frames=num_frames, height=height, width=width,
-            ddim_steps=ddim_steps, guidance_scale=guidance_scale, batch_size=batch_size)
-        result_splits, offset = {}, 0
-        for split, prompts in splits.items():
-            prompts, split_items = list(prompts), items[split]
-            clips = all_clips[offset:offset + len(split_items)]
-            offset += len(split_items)
-            rewards = reward_judge(clips, split_items).tolist()
-            entry: dict = {"prompts": prompts, "clips": len(split_items),
-                           "reward": _stats(rewards), "flicker": _stats(flicker(clips).tolist())}
-            per_prompt = {p: {"reward": []} for p in prompts}
-            for p, r in zip(split_items, rewards):
-                per_prompt[p]["reward"].append(r)
-            if judge is not None:
-                scores = judge(clips, split_items).tolist()
-                entry["judge"] = _stats(scores)
-                for p, s in zip(split_items, scores):
-                    per_prompt[p].setdefault("judge", []).append(s)
-            if oracle:
-                from .world.oracle import evaluate as oracle_evaluate
-                from .world.oracle import summarise
+    all_clips = sample_clips_batched(
+        model, flat, flat_seeds, num_frames=num_frames, height=height, width=width,
+        ddim_steps=ddim_steps, guidance_scale=guidance_scale, batch_size=batch_size)
+    result_splits, offset = {}, 0
+    for split, prompts in splits.items():
+        prompts, split_items = list(prompts), items[split]
+        clips = all_clips[offset:offset + len(split_items)]
+        offset += len(split_items)
+        rewards = reward_judge(clips, split_items).tolist()
+        entry: dict = {"prompts": prompts, "clips": len(split_items),
+                       "reward": _stats(rewards), "flicker": _stats(flicker(clips).tolist())}
+        per_prompt = {p: {"reward": []} for p in prompts}
+        for p, r in zip(split_items, rewards):
+            per_prompt[p]["reward"].append(r)
+        if judge is not None:
+            scores = judge(clips, split_items).tolist()
+            entry["judge"] = _stats(scores)
+            for p, s in zip(split_items, scores):
+                per_prompt[p].setdefault("judge", []).append(s)
+        if oracle:
+            from .world.oracle import evaluate as oracle_evaluate
+            from .world.oracle import summarise
 
-                verdicts = [oracle_evaluate(c.numpy(), p) for c, p in zip(clips, split_items)]
-                entry["oracle"] = summarise(verdicts)
-                entry["oracle"]["score_std"] = statistics.pstdev([v.score for v in verdicts])
-                entry["temporal_consistency"] = _stats([v.temporal_consistency for v in verdicts])
-                for p, v in zip(split_items, verdicts):
-                    per_prompt[p].setdefault("oracle_score", []).append(v.score)
-            entry["per_prompt"] = {p: {k: statistics.fmean(v) for k, v in d.items()}
-                                   for p, d in per_prompt.items()}
-            if train_captions is not None:
-                entry["train_overlap"] = training_overlap(prompts, train_captions)
-            result_splits[split] = entry
-    finally:
-        model.unet.train(was_training)
+            verdicts = [oracle_evaluate(c.numpy(), p) for c, p in zip(clips, split_items)]
+            entry["oracle"] = summarise(verdicts)
+            entry["oracle"]["score_std"] = statistics.pstdev([v.score for v in verdicts])
+            entry["temporal_consistency"] = _stats([v.temporal_consistency for v in verdicts])
+            for p, v in zip(split_items, verdicts):
+                per_prompt[p].setdefault("oracle_score", []).append(v.score)
+        entry["per_prompt"] = {p: {k: statistics.fmean(v) for k, v in d.items()}
+                               for p, d in per_prompt.items()}
+        if train_captions is not None:
+            entry["train_overlap"] = training_overlap(prompts, train_captions)
+        result_splits[split] = entry
     return {"splits": result_splits,
             "reward": reward_name, "judge": getattr(judge, "name", None if judge is None
                                                     else type(judge).__name__),

@@ -39,7 +39,7 @@ from diffusers.optimization import get_constant_schedule_with_warmup
 from peft import set_peft_model_state_dict
 
 from .checkpointing import enable_unet_checkpointing
-from .common import resolve_device, seeded_generator, truncate_jsonl
+from .common import modes_kept, resolve_device, seeded_generator, truncate_jsonl
 from .config import Config, ConfigError, first_line
 from .data import LatentClips, caption_table, check_prompt_lengths, check_video_folder, \
     folder_clips, generated_clips, read_captions
@@ -431,7 +431,21 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
     sets up when ``stop_when`` is None). ``progress``: show a progress bar (a string labels it).
     ``force``: remove the files of a run already in ``out_dir`` (:data:`RUN_FILES` only) and
     start a new one.
+
+    The run switches the UNet to train mode (dropout on, as the official code trains); a given
+    ``model``'s components and a given ``reward`` get back the train/eval modes they came with
+    when it ends.
     """
+    given = [model.unet, model.vae, model.text_encoder] if model is not None else []
+    given += [reward] if isinstance(reward, torch.nn.Module) else []
+    with modes_kept(*given):
+        return _finetune(cfg, model=model, reward=reward, clips=clips, progress=progress,
+                         stop_when=stop_when, force=force)
+
+
+def _finetune(cfg: Config, *, model: VideoModel | None, reward: Reward | None,
+              clips: LatentClips | None, progress: bool | str, stop_when,
+              force: bool) -> RunResult:
     cfg.validate()
     check_environment(cfg)
     if force and cfg.resume:

@@ -99,3 +99,36 @@ def test_two_identical_runs_write_byte_identical_files(tmp_path):
             assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
         finetune(_cfg(tmp_path, "b", max_steps=2, batch_size=1, grad_accum=1, resume=True),
                  progress=False)
+
+
+def test_sampling_after_finetune_repeats_with_the_same_seed(tmp_path, tiny_model, tiny_reward):
+    """finetune leaves the model's modes as it found them; sampling and evaluation run the UNet
+    in eval mode (its temporal convolutions' dropout 0.1 off) and give the caller's mode back."""
+    from ivlite.evaluation import evaluate, evaluate_splits, sample_clips_batched, sample_videos
+
+    assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in tiny_model.unet.modules())
+    kw = dict(num_frames=4, height=32, width=32, ddim_steps=3, guidance_scale=3.0, seed=5)
+    tiny_model.unet.train()
+    tiny_model.unet.time_proj.eval()  # a mixed state: every submodule's own mode comes back
+    reward_modes = [m.training for m in tiny_reward.modules()]
+    finetune(_cfg(tmp_path, "run", max_steps=1, batch_size=1, grad_accum=1), model=tiny_model,
+             reward=tiny_reward, progress=False)
+    assert tiny_model.unet.training and not tiny_model.unet.time_proj.training
+    assert [m.training for m in tiny_reward.modules()] == reward_modes
+    assert not any(m.training for m in tiny_model.vae.modules())
+    modes = [m.training for m in tiny_model.unet.modules()]
+    first = sample_videos(tiny_model, PROMPTS[:2], **kw)
+    assert torch.equal(first, sample_videos(tiny_model, PROMPTS[:2], **kw))
+    clips = [sample_clips_batched(tiny_model, PROMPTS[:2], [5, 6], num_frames=4, height=32,
+                                  width=32, ddim_steps=3) for _ in range(2)]
+    assert torch.equal(*clips)
+    scores = [evaluate(tiny_model, tiny_reward, PROMPTS[:2], segments=2, **kw)["mean"]
+              for _ in range(2)]
+    assert scores[0] == scores[1]
+    split = [evaluate_splits(tiny_model, tiny_reward, {"a": PROMPTS[:2]}, oracle=False,
+                             segments=2, **kw)["splits"]["a"]["reward"] for _ in range(2)]
+    assert split[0] == split[1]
+    assert [m.training for m in tiny_model.unet.modules()] == modes
+    tiny_model.unet.eval()
+    assert torch.equal(first, sample_videos(tiny_model, PROMPTS[:2], **kw))
+    assert not any(m.training for m in tiny_model.unet.modules())
