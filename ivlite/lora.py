@@ -4,8 +4,9 @@ InstructVideo trains rank-4 LoRA on q, k, v and out of every attention of the UN
 and cross-attention and temporal self-attention (in diffusers: every ``Attention`` module's
 ``to_q``, ``to_k``, ``to_v`` and ``to_out.0``). The up-matrix B starts at zero, so the fine-tuned
 model starts exactly at the base model. The down-matrix A starts as ``init`` says
-(:data:`LORA_INITS`): the official code's N(0, (1/rank)^2), or peft's default Kaiming-uniform. ``UNet3DConditionModel`` has no ``add_adapter``, so adapters
-are injected with ``peft.inject_adapter_in_model``.
+(:data:`LORA_INITS`): the official code's N(0, (1/rank)^2), or peft's default Kaiming-uniform.
+``UNet3DConditionModel`` has no ``add_adapter``, so adapters are injected with
+``peft.inject_adapter_in_model``.
 
 An adapter folder holds ``adapter_config.json`` (peft's ``LoraConfig``) and
 ``adapter_model.safetensors`` (keys as ``peft.get_peft_model_state_dict`` names them, e.g.
