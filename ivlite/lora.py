@@ -41,9 +41,11 @@ records the choice, so re-injecting from a saved config draws A the same way."""
 
 
 def lora_config(rank: int = 4, alpha: float | None = None,
-                targets: Sequence[str] = DEFAULT_TARGETS, init: str = "official") -> LoraConfig:
+                targets: Sequence[str] = DEFAULT_TARGETS, init: str = "peft") -> LoraConfig:
     """peft config: ``alpha = rank`` by default, i.e. scale alpha / rank = 1 as in the paper;
-    ``init`` one of :data:`LORA_INITS` (default: the official code's)."""
+    ``init`` one of :data:`LORA_INITS`. :func:`ivlite.trainer.finetune` passes the config's
+    ``lora_init`` (the official code's init in the paper and modelscope presets); called alone,
+    this keeps peft's default."""
     if init not in LORA_INITS:
         raise ValueError(f"lora_init={init!r} is not an initialisation; allowed: "
                          f"{' or '.join(map(repr, LORA_INITS))}")
