@@ -19,7 +19,7 @@ noise, and reports:
 Writes ``benchmarks/results/lora_init_tiny.json`` (``--out``) with the machine, commit, threads
 and seeds. The default run takes a few minutes on one thread:
 
-    OMP_NUM_THREADS=1 python benchmarks/lora_init.py
+    OMP_NUM_THREADS=1 python -m benchmarks.lora_init
 """
 
 from __future__ import annotations
@@ -28,23 +28,21 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+from benchmarks.settings import machine_info
+from ivlite.config import LORA_INITS, Config
+from ivlite.evaluation import RewardJudge, sample_clips_batched, world_splits
+from ivlite.lora import add_lora, lora_config
+from ivlite.rewards import build_reward
+from ivlite.trainer import finetune
+from ivlite.world.oracle import evaluate as oracle_evaluate
+from ivlite.world.tiny_models import load_tiny_world
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from ivlite.ablations import machine_info  # noqa: E402
-from ivlite.config import LORA_INITS, Config  # noqa: E402
-from ivlite.evaluation import RewardJudge, sample_clips_batched, world_splits  # noqa: E402
-from ivlite.lora import add_lora, lora_config  # noqa: E402
-from ivlite.rewards import build_reward  # noqa: E402
-from ivlite.trainer import finetune  # noqa: E402
-from ivlite.world.oracle import evaluate as oracle_evaluate  # noqa: E402
-from ivlite.world.tiny_models import load_tiny_world  # noqa: E402
 
 EVAL_SEED = 1000
 """Generator seed of the first evaluation clip (clip k uses EVAL_SEED + k), as the demo's."""
@@ -181,6 +179,7 @@ def main(argv=None) -> dict:
         a, b = args.inits
         results[f"{b}_minus_{a}"] = {s: {k: paired(after_all[b][s][k], after_all[a][s][k])
                                          for k in after_all[a][s]} for s in splits}
+    results["machine"]["load_average_end"] = machine_info()["load_average_1_5_15"]
     results["total_seconds"] = round(time.time() - t_start, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
