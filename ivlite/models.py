@@ -142,16 +142,31 @@ class VideoModel:
         for prompt in missing:
             ids = self.tokenizer([prompt], padding="max_length", truncation=True, max_length=limit,
                                  return_tensors="pt").input_ids.to(self.text_encoder.device)
-            self._prompt_cache[prompt] = self.text_encoder(ids)[0][0]
+            # .to: the encoder may be offloaded (offload_text_encoder)
+            self._prompt_cache[prompt] = self.text_encoder(ids)[0][0].to(self.device)
         return torch.stack([self._prompt_cache[p] for p in prompts])
 
+    def offload_text_encoder(self, prompts: Sequence[str], device="cpu") -> "VideoModel":
+        """Cache the embeddings of ``prompts``, then move the text encoder to ``device`` (off the
+        GPU: 0.68 GB in fp16 for ModelScope's). Other prompts are still encoded, there."""
+        self.encode_prompts(list(prompts))
+        self.text_encoder.to(device)
+        return self
+
     @torch.no_grad()
-    def encode_video(self, frames: torch.Tensor, generator: torch.Generator | None = None
-                     ) -> torch.Tensor:
-        """Frames (B, 3, F, H, W) in [-1, 1] -> scaled latents (B, C, F, h, w), sampled from q(z|x)."""
+    def encode_video(self, frames: torch.Tensor, generator: torch.Generator | None = None,
+                     chunk: int = 16) -> torch.Tensor:
+        """Frames (B, 3, F, H, W) in [-1, 1] -> scaled latents (B, C, F, h, w), sampled from q(z|x).
+
+        Encoded ``chunk`` frames at a time: the encoder's activations at 256x256 are about 0.3 GB
+        per frame in fp16, so a batch of clips at once would not fit a 16 GB GPU.
+        """
         b, _, f, h, w = frames.shape
-        flat = frames.permute(0, 2, 1, 3, 4).reshape(b * f, 3, h, w).to(self.vae.device, self.vae.dtype)
-        latents = self.vae.encode(flat).latent_dist.sample(generator) * self.vae.config.scaling_factor
+        flat = frames.permute(0, 2, 1, 3, 4).reshape(b * f, 3, h, w)
+        scale = self.vae.config.scaling_factor
+        latents = torch.cat([
+            self.vae.encode(flat[i:i + chunk].to(self.vae.device, self.vae.dtype)).latent_dist
+            .sample(generator) * scale for i in range(0, b * f, chunk)])
         return latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,9 @@ frames gives exactly the pixels that decoding the whole clip would: the saving i
 from __future__ import annotations
 
 import torch
-from torch.utils.checkpoint import checkpoint
+import torch.utils.checkpoint
+
+from .checkpointing import decoder_checkpoints_itself
 
 
 def segment_bounds(num_frames: int, segments: int) -> list[tuple[int, int]]:
@@ -49,9 +51,11 @@ def decode_segments(vae: torch.nn.Module, latents: torch.Tensor, indices: torch.
     """Decode only the picked frames: (B, C, F, h, w), (B, S) -> frames (B * S, 3, H, W).
 
     ``use_checkpoint`` recomputes the decoder's activations in backward: at 256x256 the SD decoder
-    stores about a gigabyte of activations per frame otherwise.
+    stores about a gigabyte of activations per frame otherwise. A decoder that checkpoints its own
+    blocks (:func:`ivlite.checkpointing.enable_vae_checkpointing`) is called as it is; any other is
+    checkpointed as a whole.
     """
     z = gather_frames(latents, indices).to(vae.dtype) / vae.config.scaling_factor
-    if use_checkpoint and torch.is_grad_enabled():
-        return checkpoint(lambda x: vae.decode(x).sample, z, use_reentrant=False)
+    if use_checkpoint and torch.is_grad_enabled() and not decoder_checkpoints_itself(vae):
+        return torch.utils.checkpoint.checkpoint(lambda x: vae.decode(x).sample, z, use_reentrant=False)
     return vae.decode(z).sample

@@ -46,6 +46,7 @@ from .data import LatentClips, caption_table, check_prompt_lengths, check_video_
 from .early_stop import early_stopping_from_config
 from .folders import FolderLock
 from .lora import ADAPTER_NAME, add_lora, check_adapter_state, lora_config, save_adapter
+from .memory import reduce_step_memory
 from .models import VideoModel, load_video_model
 from .objective import instructvideo_objective
 from .rewards import Reward, RewardGradientError, build_reward, check_reward_checkpoint, \
@@ -506,6 +507,7 @@ def _run(cfg: Config, accelerator: Accelerator, out: Path, model: VideoModel | N
             else p.data.float()
     if cfg.gradient_checkpointing:
         enable_unet_checkpointing(model.unet)
+    reduce_step_memory(cfg, model, reward, clips.captions, accelerator.device)
     model.unet.train()  # as the official code: dropout (where the model has any) stays active
 
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
