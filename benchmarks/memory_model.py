@@ -16,13 +16,14 @@ Settings (overrides of the ``modelscope`` preset: 16 frames, 256x256, batch 1, S
 (UNet checkpointed per block, the decoder as one checkpoint, text towers and stock attention on
 the GPU) and with them; the preset's step also with each saving added in turn.
 
-    python benchmarks/memory_model.py                  # all settings, full size (a few minutes)
-    python benchmarks/memory_model.py --check          # the trace against a real fp32 CPU run
-    python benchmarks/memory_model.py --smoke          # scaled-down models, seconds
+    python -m benchmarks.memory_model               # all settings, full size (~20 traces of ~1 min)
+    python -m benchmarks.memory_model --check       # + the trace against a real fp32 CPU run
+    python -m benchmarks.memory_model --smoke       # scaled-down models
 
 ``--check`` runs one step for real on the CPU in float32 (full widths and UNet, 2 frames, a short
 chain, shallow text towers and ViT) with the same counter on real tensors, and traces the same step
-on the meta device: the two peaks should agree. Results: benchmarks/results/memory_model.json and .md.
+on the meta device: the two peaks should agree. Results: benchmarks/results/memory_model.json
+and .md.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "checkpointing": ("disable_unet_checkpointing", "enable_unet_checkpointing"),
+    "checkpointing": ("disable_unet_checkpointing", "enable_unet_checkpointing",
+                      "enable_vae_checkpointing"),
     "config": ("PRESETS", "Config", "ConfigError"),
     "data": ("LatentClips", "folder_clips", "generated_clips"),
     "ddim": ("chain_timesteps", "ddim_scheduler", "guided_noise", "run_chain", "sample_noise",
@@ -22,6 +23,7 @@ _EXPORTS = {
     "evaluation": ("evaluate", "evaluate_splits", "sample_videos"),
     "lora": ("add_lora", "load_adapter", "lora_parameters", "merge_lora", "save_adapter",
              "set_lora_scale", "unmerge_lora"),
+    "memory": ("reduce_step_memory",),
     "models": ("VideoModel", "load_video_model", "modelscope_scheduler",
                "random_modelscope_model", "save_video_model", "tiny_random_model"),
     "objective": ("ObjectiveOutput", "instructvideo_objective"),

@@ -30,7 +30,8 @@ def _blocks(unet: torch.nn.Module) -> list[torch.nn.Module]:
     if getattr(unet, "mid_block", None) is not None:
         blocks.append(unet.mid_block)
     if not blocks:
-        raise TypeError(f"{type(unet).__name__} has no down_blocks/mid_block/up_blocks to checkpoint")
+        raise TypeError(f"{type(unet).__name__} has no down_blocks/mid_block/up_blocks to "
+                        f"checkpoint")
     return blocks
 
 

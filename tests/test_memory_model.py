@@ -3,10 +3,7 @@ per-layer UNet checkpointing, VAE decoder checkpointing, text towers offloaded a
 chunked VAE encoding. Gradients and features must not change; the modelscope preset's traced
 step must stay within its 10 GiB budget."""
 
-import importlib.util
 import json
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -20,16 +17,13 @@ from ivlite.models import random_modelscope_model, tiny_random_model
 from ivlite.rewards.clip import ClipReward, clip_tokenizer_fn, tiny_random_clip
 from ivlite.segvr import decode_segments
 
-ROOT = Path(__file__).resolve().parents[1]
 BUDGET_GIB = 10.0
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("memory_model",
-                                                  ROOT / "benchmarks" / "memory_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import memory_model
+
+    return memory_model
 
 
 def _lora_grads(unet, x, t, cond) -> list[torch.Tensor]:
