@@ -131,8 +131,12 @@ class CudaAutocast(TorchFunctionMode):
         if sdpa not in SDPA_POLICIES:
             raise ValueError(f"sdpa={sdpa!r}; allowed: {SDPA_POLICIES}")
         self.dtype, self.sdpa = dtype, sdpa
+        self._depth = 0
 
     def __enter__(self):
+        self._depth += 1  # re-entered by the recomputations below
+        if self._depth > 1:
+            return super().__enter__()
         # Checkpointed layers recompute in backward, where this mode is not on the stack: run
         # their recomputation under it, as torch.utils.checkpoint restores autocast's state.
         self._checkpoint = torch.utils.checkpoint.checkpoint
@@ -149,7 +153,9 @@ class CudaAutocast(TorchFunctionMode):
         return super().__enter__()
 
     def __exit__(self, *exc):
-        torch.utils.checkpoint.checkpoint = self._checkpoint
+        self._depth -= 1
+        if self._depth == 0:
+            torch.utils.checkpoint.checkpoint = self._checkpoint
         return super().__exit__(*exc)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):

@@ -4,8 +4,8 @@ chunked VAE encoding. Gradients and features must not change; the modelscope pre
 step must stay within its 10 GiB budget."""
 
 import json
-import pytest
 import torch
+import torch.utils.checkpoint
 
 from ivlite.checkpointing import decoder_checkpoints_itself, disable_unet_checkpointing, \
     enable_unet_checkpointing, enable_vae_checkpointing, is_checkpointing
@@ -160,6 +160,12 @@ def test_live_bytes_counts_each_storage_once_until_it_dies():
 
 
 def test_cuda_autocast_emulation_follows_cudas_op_lists_and_kernels():
+    checkpoint = torch.utils.checkpoint.checkpoint
+    layer = torch.nn.GroupNorm(2, 8).to("meta", torch.float16)
+    x = torch.randn(4, 8, 3, device="meta", dtype=torch.float16, requires_grad=True)
+    with CudaAutocast():  # a checkpointed layer recomputes under the emulation too
+        torch.utils.checkpoint.checkpoint(layer, x, use_reentrant=False).sum().backward()
+    assert torch.utils.checkpoint.checkpoint is checkpoint  # put back, once recomputed
     x = torch.randn(4, 8, device="meta", dtype=torch.float16)
     w = torch.randn(8, 8, device="meta")
     with CudaAutocast():
