@@ -317,6 +317,8 @@ def _prepare_out_dir(cfg: Config, accelerator: Accelerator, force: bool = False)
         raise ConfigError(f"out_dir={cfg.out_dir!r} already holds {', '.join(previous)} of a "
                           f"run and no checkpoint to resume from; pass force (--force) to "
                           f"replace them, or choose another out_dir")
+    # Every process has checked the folder as it found it before the main process changes it.
+    accelerator.wait_for_everyone()
     if force:
         has_run = False
         if accelerator.is_main_process:
