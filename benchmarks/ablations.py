@@ -62,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=1, help="evaluation clips per prompt")
     p.add_argument("--eval-ddim-steps", type=int, default=20,
                    help="DDIM steps of the evaluation chain (the same for every setting)")
-    p.add_argument("--judge", default="oracle-quality", help="second judge (see build_judge)")
+    p.add_argument("--judge", default="oracle-quality", help="second judge (see ivlite.registry.build_judge)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="override the tiny-world preset's learning rate")
     p.add_argument("--warmup-steps", type=int, default=0,
@@ -98,8 +98,9 @@ def _mean(values):
 
 def run(args: argparse.Namespace) -> dict:
     from ivlite.early_stop import TimeBudget
-    from ivlite.evaluation import evaluate_splits, world_splits
-    from ivlite.rewards import build_reward
+    from ivlite.evaluation import evaluate_splits
+    from ivlite.registry import build_reward
+    from ivlite.world.captions import world_splits
     from ivlite.trainer import finetune
     from ivlite.world.data import world_clips
     from ivlite.world.tiny_models import load_tiny_world

@@ -125,15 +125,15 @@ class InStepTimers:
     (with and without gradient, forward only), the SegVR decode and the reward (forward), the
     backward pass (everything autograd does: the checkpointed UNet step's recomputation and
     backward, the decoder's and the reward's backward) and the optimizer step. Installed by
-    wrapping ``ivlite.ddim.guided_noise``, ``ivlite.objective.decode_segments``,
+    wrapping ``ivlite.method.ddim.guided_noise``, ``ivlite.method.objective.decode_segments``,
     ``Accelerator.backward`` and ``torch.optim.AdamW.step`` (undone by :meth:`remove`), and a
     forward pre/post hook on the reward."""
 
     def __init__(self, reward):
         import accelerate
 
-        import ivlite.ddim as ddim_mod
-        import ivlite.objective as objective_mod
+        import ivlite.method.ddim as ddim_mod
+        import ivlite.method.objective as objective_mod
 
         self.t: dict[str, float] = {}
         self._undo = []
@@ -268,9 +268,9 @@ def time_round(fns: dict, repeats: int) -> dict:
 def make_parts(model, reward, cfg, clips, unet) -> dict:
     """The parts of one step as functions, each alone, in the step's modes (train mode, block
     checkpointing, the same batch, frames and prompts)."""
-    from ivlite.ddim import chain_timesteps, ddim_scheduler, guided_noise, sample_noise
-    from ivlite.lora import lora_parameters
-    from ivlite.segvr import decode_segments, sample_frame_indices
+    from ivlite.method.ddim import chain_timesteps, ddim_scheduler, guided_noise, sample_noise
+    from ivlite.method.lora import lora_parameters
+    from ivlite.method.segvr import decode_segments, sample_frame_indices
 
     params = lora_parameters(unet)
 
@@ -350,8 +350,7 @@ def sum_of_parts(round_: dict, exp: dict) -> float:
 
 def worker(args) -> dict:
     from ivlite.data import LatentClips
-    from ivlite.models import load_video_model
-    from ivlite.rewards import build_reward
+    from ivlite.registry import build_reward, load_model
     from ivlite.trainer import finetune
 
     torch.set_num_threads(1)
@@ -362,7 +361,7 @@ def worker(args) -> dict:
         total = args.warmup + args.steps + (0 if args.in_process else 1)  # + the memory step
         cfg = setting_config(name, base, out_dir=f"{tmp}/{name}", max_steps=total,
                              save_every=10**6)
-        model = load_video_model(cfg.model)
+        model = load_model(cfg.model)
         reward = build_reward(cfg.reward)
         if cfg.data == "world":
             from ivlite.world.data import world_clips

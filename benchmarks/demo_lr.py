@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from benchmarks.settings import machine_info
 from ivlite.config import Config
-from ivlite.evaluation import evaluate_splits, world_splits
+from ivlite.evaluation import evaluate_splits
 from benchmarks.results_view import demo_lr_markdown
-from ivlite.rewards import build_reward
+from ivlite.registry import build_reward
+from ivlite.world.captions import world_splits
 from ivlite.world.demo import REPORTED, demo_target, run_demo, target_lines
 from ivlite.world.tiny_models import load_tiny_world
 

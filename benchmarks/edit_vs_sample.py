@@ -76,9 +76,9 @@ def _stats(values) -> dict:
 def frame_reward(model, reward, latents: torch.Tensor, prompts: list[str], segments: int = 4
                  ) -> torch.Tensor:
     """(B,) tiny-hps on the first frame of each of ``segments`` segments, averaged per clip: the
-    :class:`~ivlite.evaluation.RewardJudge` score, decoding only the frames it reads."""
-    from ivlite.evaluation import RewardJudge
-    from ivlite.segvr import decode_segments, sample_frame_indices
+    :class:`~ivlite.judges.RewardJudge` score, decoding only the frames it reads."""
+    from ivlite.judges import RewardJudge
+    from ivlite.method.segvr import decode_segments, sample_frame_indices
 
     b, _, f = latents.shape[:3]
     idx = sample_frame_indices(b, f, segments, "first", device=latents.device)
@@ -90,7 +90,7 @@ def frame_reward(model, reward, latents: torch.Tensor, prompts: list[str], segme
 @torch.no_grad()
 def edit_reward(model, reward, clips, cfg: Config, seed: int) -> torch.Tensor:
     """Reward of ``clips`` edited at ``cfg.tau`` (grad-free, eval mode), fixed noise."""
-    from ivlite.editing import edit
+    from ivlite.method.editing import edit
 
     x0, prompts = clips.latents, list(clips.captions)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
@@ -103,8 +103,8 @@ def edit_reward(model, reward, clips, cfg: Config, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def sample_reward(model, reward, prompts: list[str], cfg: Config, seed: int) -> torch.Tensor:
     """Reward of clips sampled from pure noise through the full ``cfg.ddim_steps`` chain."""
-    from ivlite.ddim import sample_noise
-    from ivlite.editing import generate
+    from ivlite.method.ddim import sample_noise
+    from ivlite.method.editing import generate
 
     shape = model.latent_shape(len(prompts), cfg.num_frames, cfg.height, cfg.width)
     noise = sample_noise(shape, generator=torch.Generator().manual_seed(seed))
@@ -117,8 +117,8 @@ def sample_reward(model, reward, prompts: list[str], cfg: Config, seed: int) -> 
 @torch.no_grad()
 def eps_change_per_timestep(model, clips, cfg: Config, seed: int) -> dict[str, float]:
     """t -> mean over clips of ||eps_tuned - eps_base|| / ||eps_base|| (guided, eval mode)."""
-    from ivlite.ddim import chain_timesteps, guided_noise
-    from ivlite.lora import set_lora_scale
+    from ivlite.method.ddim import chain_timesteps, guided_noise
+    from ivlite.method.lora import set_lora_scale
 
     x0, prompts = clips.latents, list(clips.captions)
     cond, uncond = model.encode_prompts(prompts), model.encode_prompts([""])
@@ -138,11 +138,11 @@ def eps_change_per_timestep(model, clips, cfg: Config, seed: int) -> dict[str, f
 
 
 def run(args: argparse.Namespace) -> dict:
-    from ivlite.ddim import start_timestep
+    from ivlite.method.ddim import start_timestep
     from ivlite.early_stop import TimeBudget
-    from ivlite.evaluation import world_splits
-    from ivlite.lora import set_lora_scale
-    from ivlite.rewards import build_reward
+    from ivlite.world.captions import world_splits
+    from ivlite.method.lora import set_lora_scale
+    from ivlite.registry import build_reward
     from ivlite.trainer import finetune
     from ivlite.world.data import world_clips
     from ivlite.world.tiny_models import load_tiny_world

@@ -3,7 +3,7 @@
 Builds ModelScopeT2V's architecture (1.41B-parameter UNet3DConditionModel, SD VAE, OpenCLIP-H text
 encoder) and an HPSv2-sized reward (open_clip ViT-H-14) with RANDOM weights -- nothing is
 downloaded -- and runs real training steps of ivlite's own trainer (``ivlite.finetune``: the
-objective of ``ivlite.objective``, LoRA rank 4, AdamW, fp16 autocast with loss scaling, gradient
+objective of ``ivlite.method.objective``, LoRA rank 4, AdamW, fp16 autocast with loss scaling, gradient
 checkpointing) at 256x256, 16 frames, batch 1 for each mode:
 
 - ``instructvideo``: editing, tau = 0.6 of a D = 20 grid (12 chain steps), gradient in the last 1;
@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from ivlite.common import weight_dtype
 
 MODES: dict[str, dict] = {
     "instructvideo": dict(chain="edit", tau=0.6, ddim_steps=20, grad_steps=1),
@@ -130,7 +132,7 @@ def run_mode(name: str, base, reward, *, smoke: bool, device: str, steps: int, w
 
     _NonFinite = _non_finite_error()
     mode = _mode_settings(name, smoke)
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+    dtype = weight_dtype(precision)
     cuda = device.startswith("cuda")
     unet = fresh_unet(smoke, device, dtype)
     unet_parameters = sum(p.numel() for p in unet.parameters())
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     frames = args.frames or (2 if smoke else 16)
     size = args.size or (64 if smoke else 256)
     precision = args.precision or ("no" if smoke else "fp16")
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+    dtype = weight_dtype(precision)
     if steps < 1 or warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
 

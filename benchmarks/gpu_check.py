@@ -104,8 +104,8 @@ def real_finetune(out: Path, smoke: bool) -> dict:
     from ivlite.config import Config
     from ivlite.evaluation import evaluate
     from ivlite.hub import find_cached
-    from ivlite.models import MODELSCOPE_REPO, load_video_model
-    from ivlite.rewards import build_reward
+    from ivlite.models import MODELSCOPE_REPO
+    from ivlite.registry import build_reward, load_model
     from ivlite.trainer import finetune
 
     spec = SMOKE_REAL if smoke else REAL
@@ -120,7 +120,7 @@ def real_finetune(out: Path, smoke: bool) -> dict:
     device = "cpu" if smoke else "cuda"
     dtype = torch.float32 if smoke else torch.float16
     t0 = time.perf_counter()
-    model = load_video_model(cfg.model, dtype=dtype).to(device, dtype)
+    model = load_model(cfg.model, dtype=dtype).to(device, dtype)
     reward = build_reward(cfg.reward).to(device, dtype)
     loaded = time.perf_counter() - t0
     settings = dict(num_frames=cfg.num_frames, height=cfg.height, width=cfg.width,

@@ -36,7 +36,7 @@ import torch
 from benchmarks.settings import machine_info
 from ivlite.config import LORA_INITS, Config
 from ivlite.evaluation import RewardJudge, sample_clips_batched, world_splits
-from ivlite.lora import add_lora, lora_config
+from ivlite.method.lora import add_lora, lora_config
 from ivlite.rewards import build_reward
 from ivlite.trainer import finetune
 from ivlite.world.oracle import evaluate as oracle_evaluate

@@ -131,8 +131,8 @@ def prepare(cfg, model, reward, savings: dict, *, device: str, cuda: bool = True
     offloaded text towers' weights are not among them (the meta device stands in for the GPU, so
     "offloading" them there moves nothing but drops them from the count)."""
     from ivlite import memory
-    from ivlite.checkpointing import enable_unet_checkpointing, enable_vae_checkpointing
-    from ivlite.lora import add_lora, lora_config
+    from ivlite.grad_checkpointing import enable_unet_checkpointing, enable_vae_checkpointing
+    from ivlite.method.lora import add_lora, lora_config
     from ivlite.rewards.clip import TEXT_TOWER
 
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision,
@@ -165,7 +165,7 @@ def run_step(cfg, model, reward, tracker, *, gpu: str | None):
     from contextlib import nullcontext
 
     from ivlite.memtrace import CudaAutocast, instrument
-    from ivlite.objective import instructvideo_objective
+    from ivlite.method.objective import instructvideo_objective
 
     instrument(tracker, model.unet, model.vae, reward,
                (model.text_encoder, getattr(reward.model, "transformer", reward.model)))

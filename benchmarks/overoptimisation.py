@@ -60,8 +60,9 @@ def parse_args(argv=None):
 
 
 def run(args) -> dict:
-    from ivlite.evaluation import build_judge, evaluate_splits, world_splits
-    from ivlite.rewards import build_reward
+    from ivlite.evaluation import evaluate_splits
+    from ivlite.registry import build_judge, build_reward
+    from ivlite.world.captions import world_splits
     from ivlite.trainer import finetune
     from ivlite.world.data import world_clips
     from ivlite.world.tiny_models import load_tiny_world

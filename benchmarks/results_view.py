@@ -267,11 +267,11 @@ def steps_table(results: dict, settings: Sequence[str], split: str = "in_domain"
 
 def unet_calls_by_config(names: Iterable[str], base=None) -> dict[str, dict[str, Any]]:
     """Per setting, from its config alone: the chain (edit or full), D, tau, the timesteps the
-    chain visits (:func:`ivlite.ddim.chain_timesteps` on ModelScope's DDIM schedule), t_start,
+    chain visits (:func:`ivlite.method.ddim.chain_timesteps` on ModelScope's DDIM schedule), t_start,
     and the guided UNet evaluations of a step without / with gradient
     (:func:`benchmarks.settings.expected_unet_calls`)."""
     from benchmarks.settings import expected_unet_calls, setting_config
-    from ivlite.ddim import chain_timesteps
+    from ivlite.method.ddim import chain_timesteps
     from ivlite.models import modelscope_scheduler
 
     scheduler = modelscope_scheduler()
@@ -335,7 +335,7 @@ def step_sensitivity(ddim_steps: int = 20) -> list[dict[str, float]]:
     """
     import torch
 
-    from ivlite.ddim import ddim_scheduler
+    from ivlite.method.ddim import ddim_scheduler
     from ivlite.models import modelscope_scheduler
 
     scheduler = ddim_scheduler(modelscope_scheduler(), ddim_steps)
@@ -543,8 +543,8 @@ def expected_pick_weight(lambda_tar: float, num_frames: int = 16, segments: int 
     factor by which TAR shrinks the paper's unnormalised video reward on average."""
     import torch
 
-    from ivlite.segvr import segment_bounds
-    from ivlite.tar import tar_weights
+    from ivlite.method.segvr import segment_bounds
+    from ivlite.method.tar import tar_weights
 
     c = tar_weights(torch.arange(num_frames), num_frames, lambda_tar)
     bounds = segment_bounds(num_frames, segments)
@@ -554,8 +554,8 @@ def expected_pick_weight(lambda_tar: float, num_frames: int = 16, segments: int 
 def _tar_panel(ax, lambda_tar: float, num_frames: int, segments: int) -> None:
     import torch
 
-    from ivlite.segvr import segment_bounds
-    from ivlite.tar import tar_weights
+    from ivlite.method.segvr import segment_bounds
+    from ivlite.method.tar import tar_weights
     from ivlite.viz import effective_frames
 
     frames = torch.arange(num_frames)
@@ -579,7 +579,7 @@ def explore_figure(tau: float = 0.6, ddim_steps: int = 20, lambda_tar: float = 1
     TAR weights of ``lambda_tar`` (Eq. 8)."""
     import matplotlib.pyplot as plt
 
-    from ivlite.ddim import ddim_scheduler
+    from ivlite.method.ddim import ddim_scheduler
     from ivlite.models import modelscope_scheduler
 
     grid = [int(t) for t in ddim_scheduler(modelscope_scheduler(), ddim_steps).timesteps]
@@ -616,7 +616,7 @@ def static_explore_figure(g: float, cost: dict | None = None, *,
     import matplotlib.pyplot as plt
     import torch
 
-    from ivlite.tar import tar_weights
+    from ivlite.method.tar import tar_weights
 
     fig, (ax_c, ax_w) = plt.subplots(1, 2, figsize=(10, 3), dpi=dpi)
     taus = [round(0.02 * i, 2) for i in range(1, 51)]

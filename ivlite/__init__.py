@@ -13,26 +13,31 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "checkpointing": ("disable_unet_checkpointing", "enable_unet_checkpointing",
-                      "enable_vae_checkpointing"),
+    # The method (ivlite.method: imports nothing else of ivlite).
+    "method.ddim": ("chain_timesteps", "ddim_scheduler", "guided_noise", "run_chain",
+                    "sample_noise", "start_timestep"),
+    "method.editing": ("edit", "generate"),
+    "method.lora": ("add_lora", "lora_parameters", "merge_lora", "set_lora_scale",
+                    "unmerge_lora"),
+    "method.objective": ("ObjectiveOutput", "instructvideo_objective"),
+    "method.segvr": ("decode_segments", "sample_frame_indices", "segment_bounds"),
+    "method.settings": ("MethodSettings",),
+    "method.tar": ("reward_loss", "tar_weights", "video_reward"),
+    # Running it: configuration, models, rewards, data, training, evaluation.
+    "adapters": ("load_adapter", "save_adapter"),
     "config": ("PRESETS", "Config", "ConfigError"),
     "data": ("LatentClips", "folder_clips", "generated_clips"),
-    "ddim": ("chain_timesteps", "ddim_scheduler", "guided_noise", "run_chain", "sample_noise",
-             "start_timestep"),
-    "editing": ("edit", "generate"),
     "evaluation": ("evaluate", "evaluate_splits", "sample_videos"),
-    "lora": ("add_lora", "load_adapter", "lora_parameters", "merge_lora", "save_adapter",
-             "set_lora_scale", "unmerge_lora"),
+    "grad_checkpointing": ("disable_unet_checkpointing", "enable_unet_checkpointing",
+                           "enable_vae_checkpointing"),
     "memory": ("reduce_step_memory",),
     "models": ("VideoModel", "load_video_model", "modelscope_scheduler",
                "random_modelscope_model", "save_video_model", "tiny_random_model"),
-    "objective": ("ObjectiveOutput", "instructvideo_objective"),
     "pipeline": ("load_into_pipeline", "set_pipeline_lora_scale"),
     "prompts": ("prompt_set",),
-    "rewards": ("Reward", "RewardGradientError", "WeightedReward", "build_reward",
-                "check_reward_gradients"),
-    "segvr": ("decode_segments", "sample_frame_indices", "segment_bounds"),
-    "tar": ("reward_loss", "tar_weights", "video_reward"),
+    "registry": ("available_rewards", "build_judge", "build_reward", "load_model",
+                 "register_reward"),
+    "rewards": ("Reward", "RewardGradientError", "WeightedReward", "check_reward_gradients"),
     "trainer": ("RunResult", "finetune"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -126,28 +126,28 @@ def book_model(mode: str | None = None, *, dtype: torch.dtype | None = None):
     """The text-to-video model of the mode, frozen, on :func:`book_device`.
 
     tiny: the shipped tiny-world model (float32, CPU). full: ModelScopeT2V loaded class by class
-    with :func:`ivlite.load_video_model` in ``dtype`` (float16 by default) on the GPU: from the
+    with :func:`ivlite.registry.load_model` in ``dtype`` (float16 by default) on the GPU: from the
     local cache when it is complete (no network), else downloaded (the fp16 files).
     """
-    from .models import load_video_model
+    from .registry import WORLD_MODEL, load_model
 
     mode = _mode(mode)
     if mode == "tiny":
-        return load_video_model("tiny-world")
+        return load_model(WORLD_MODEL)
     found = find_cached(MODELSCOPE_ID)
     name, cached = found if found is not None else (MODELSCOPE_ID, None)
-    model = load_video_model(name, dtype=torch.float16 if dtype is None else dtype,
-                             variant=None if cached == "fp32" else "fp16",
-                             local_files_only=cached is not None)
+    model = load_model(name, dtype=torch.float16 if dtype is None else dtype,
+                       variant=None if cached == "fp32" else "fp16",
+                       local_files_only=cached is not None)
     return model.to(book_device(mode))
 
 
 def book_reward(mode: str | None = None, *, dtype: torch.dtype | None = None):
     """The reward of the mode, frozen, on :func:`book_device`: tiny HPS, or HPSv2 (float16)."""
-    from .rewards import build_reward
+    from .registry import WORLD_REWARD, build_reward
 
     mode = _mode(mode)
-    reward = build_reward("tiny-hps" if mode == "tiny" else "hpsv2")
+    reward = build_reward(WORLD_REWARD if mode == "tiny" else "hpsv2")
     reward.requires_grad_(False).eval()
     if mode == "full":
         reward.to(book_device(mode), torch.float16 if dtype is None else dtype)
@@ -236,7 +236,7 @@ def diffusers_edit_comparison(model, frames: torch.Tensor, prompt: str, *, tau: 
     from diffusers import DDIMScheduler, VideoToVideoSDPipeline
     from diffusers.utils import logging as diffusers_logging
 
-    from .editing import edit
+    from .method.editing import edit
 
     calls = {"pipeline": 0, "ivlite": 0}
     current = "pipeline"

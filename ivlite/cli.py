@@ -79,7 +79,7 @@ def _check_inference_args(args: argparse.Namespace) -> None:
     if getattr(args, "seeds", 1) < 1:
         raise ConfigError(f"--seeds={args.seeds} must be an integer >= 1")
     if args.adapter:
-        from .lora import read_adapter
+        from .adapters import read_adapter
 
         try:  # a missing or corrupt adapter fails before the model loads
             read_adapter(args.adapter)
@@ -102,8 +102,8 @@ def _check_prompts(prompts: list[str], name: str) -> None:
 
 def _check_split_args(args: argparse.Namespace, cfg: Config) -> dict[str, list[str]] | None:
     """evaluate's --splits, --per-split and --judge, checked (and the splits read) up front."""
-    from .evaluation import JUDGES, load_splits
-    from .rewards import available_rewards
+    from .evaluation import load_splits
+    from .registry import JUDGES, WORLD_SPLITS, available_rewards
 
     given_per_split = args.per_split is not None
     per_split = args.per_split if given_per_split else 4
@@ -112,12 +112,12 @@ def _check_split_args(args: argparse.Namespace, cfg: Config) -> dict[str, list[s
             if value is not None:
                 raise ConfigError(f"{flag}={value!r} applies to --splits; give --splits")
         return None
-    if given_per_split and args.splits != "world":
-        raise ConfigError(f"--per-split={per_split} applies to --splits world; the other "
-                          f"splits list their own prompts")
+    if given_per_split and args.splits != WORLD_SPLITS:
+        raise ConfigError(f"--per-split={per_split} applies to --splits {WORLD_SPLITS}; the "
+                          f"other splits list their own prompts")
     if per_split < 1:
         raise ConfigError(f"--per-split={per_split} must be an integer >= 1")
-    judges = [j for j in JUDGES if not j.startswith("<")] + available_rewards()
+    judges = list(JUDGES) + available_rewards()
     if args.judge is not None and args.judge not in judges:
         raise ConfigError(f"--judge={args.judge!r} is not a judge; allowed: {judges}")
     try:
@@ -130,18 +130,17 @@ def _check_split_args(args: argparse.Namespace, cfg: Config) -> dict[str, list[s
 
 
 def _load_for_inference(cfg: Config, adapter: str | None, lora_scale: float):
-    import torch
-
-    from .common import resolve_device
-    from .lora import load_adapter, set_lora_scale
-    from .models import load_video_model
+    from .adapters import load_adapter
+    from .common import resolve_device, weight_dtype
+    from .method.lora import set_lora_scale
+    from .registry import load_model
     from .trainer import check_environment, check_model_fits
 
     check_environment(cfg)
     device = resolve_device(cfg.device)  # check_environment has vetted the name
     lora_scale = 1.0 if lora_scale is None else lora_scale
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
-    model = load_video_model(cfg.model, dtype=dtype)
+    dtype = weight_dtype(cfg.mixed_precision)
+    model = load_model(cfg.model, dtype=dtype)
     check_model_fits(cfg, model)
     if adapter:
         load_adapter(model.unet, adapter)
@@ -203,18 +202,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _training_captions(cfg: Config, spec: str | None) -> list[str]:
     """Captions counted as training captions in the evaluation report: those of ``spec`` (a list
     in VGen's ``video|||caption`` format, or a caption table), else of the config's training
-    data (its prompts for ``generated``, not those of ``--prompt``; the world's in-domain
-    scenes; a table's captions)."""
+    data (a source of :data:`ivlite.registry.DATA` says which: its prompts for ``generated``,
+    not those of ``--prompt``; or a table's captions)."""
     from .data import read_captions
     from .prompts import read_caption_list
+    from .registry import DATA
 
     source = spec or cfg.data
-    if spec is None and cfg.data == "generated":
-        return list(cfg.prompts)
-    if spec is None and cfg.data == "world":
-        from .world.captions import split_scenes
-
-        return [scene.caption for scene in split_scenes("in_domain")]
+    if spec is None and cfg.data in DATA:
+        return DATA[cfg.data].captions(cfg)
     path = Path(source)
     if path.suffix.lower() == ".txt":
         if not path.is_file():
@@ -233,7 +229,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _set_threads(args, cfg)
     from .evaluation import evaluate, to_markdown
     from .prompts import training_overlap
-    from .rewards import build_reward
+    from .registry import build_reward
 
     train_captions = _training_captions(_config_from_args(args, with_prompt=False),
                                         args.train_captions)
@@ -335,9 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--format", choices=("gif", "mp4"), default="gif")
         else:
             p.add_argument("--seeds", type=int, default=1, help="clips per prompt")
-            p.add_argument("--splits", default=None, help="evaluate per prompt split: 'world' "
-                           "(the tiny world's in-domain, held-out and out-of-domain prompts), "
-                           "'paper' (ivlite's animals, new-animals, non-animals), 'vgen:DIR' "
+            p.add_argument("--splits", default=None, help="evaluate per prompt split: a name "
+                           "of ivlite.registry.SPLITS (world: the tiny world's in-domain, "
+                           "held-out and out-of-domain prompts; paper: ivlite's animals, "
+                           "new-animals, non-animals), 'vgen:DIR' "
                            "(the paper's 263/22/46 captions from a local ali-vilab/VGen "
                            "checkout DIR) or a YAML file of split: [prompts]")
             p.add_argument("--train-captions", default=None, help="captions the report counts "
@@ -346,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "training data (its prompts with data=generated)")
             p.add_argument("--per-split", type=int, default=None,
                            help="prompts per split with --splits world (default 4)")
-            p.add_argument("--judge", default=None, help="second judge with --splits: "
-                           "oracle-quality (default on the tiny world), oracle-score or a reward")
+            p.add_argument("--judge", default=None, help="second judge with --splits: a name "
+                           "of ivlite.registry.JUDGES or a reward (default: the oracle's frame "
+                           "quality when it covers every prompt, else none)")
         _add_config_flags(p, SAMPLE_FIELDS if name == "sample" else EVALUATE_FIELDS)
         p.set_defaults(func=func)
     p = sub.add_parser("demo", help="InstructVideo on the tiny world, before/after evidence")

@@ -1,5 +1,6 @@
-"""Small shared helpers: the cache folder, device names, seeded generators, JSONL logs,
-reproducible safetensors files, and running modules in eval mode."""
+"""Small shared helpers: the cache folder, device names, weight precision, seeded generators,
+file checksums, atomic writes of files and folders, reproducible safetensors files, JSONL logs,
+and running modules in eval mode."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 
@@ -43,6 +45,21 @@ def resolve_device(name: str, what: str = "device") -> torch.device:
     return torch.device(name)
 
 
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weight_dtype(precision: str) -> torch.dtype:
+    """The dtype of the frozen weights under a ``mixed_precision`` setting: float16 for ``fp16``,
+    bfloat16 for ``bf16``, float32 for ``no`` (the trainable LoRA weights stay float32)."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+
+
 def seeded_generator(*parts: object) -> torch.Generator:
     """A CPU generator seeded by a hash of ``parts`` (e.g. seed, step, micro-batch, process).
 
@@ -51,6 +68,103 @@ def seeded_generator(*parts: object) -> torch.Generator:
     """
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+# ----------------------------------------------------------------------------- atomic writes
+#
+# A file or folder a user (or a resumed run) reads is never written in place: it is written under
+# a temporary name in the same folder, flushed to disk and renamed over the old one (atomic on
+# POSIX and Windows), so a crash mid-write leaves the previous version (or none), never half.
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` writes the file at the temporary path ``tmp``; it is then made durable and
+    renamed to ``path``. A failure removes the temporary file and leaves ``path`` as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file or folder name is the temporary of an atomic write (``.NAME.PID.tmp``), as
+    a process killed mid-write leaves it."""
+    head, _, pid = name.removesuffix(".tmp").rpartition(".")
+    return name.startswith(".") and name.endswith(".tmp") and pid.isdigit() and len(head) > 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_json(path: str | Path, data: Any, *, indent: int | None = 2,
+                      newline: bool = True, **dumps: Any) -> Path:
+    """``json.dumps(data, indent=indent, **dumps)`` (and a final newline) written atomically."""
+    return atomic_write_text(path, json.dumps(data, indent=indent, **dumps)
+                             + ("\n" if newline else ""))
+
+
+def atomic_write_dir(path: str | Path, fill: Callable[[Path], Any], *,
+                     replace: bool = True) -> bool:
+    """Build the folder ``path`` atomically: ``fill(tmp)`` writes its files into an empty
+    temporary sibling folder (``.NAME.PID.tmp``); they are made durable and the folder is renamed
+    into place. An existing ``path`` is replaced (``replace=True``: it is renamed to ``.NAME.old``
+    first and removed once the new folder is in place) or kept (``replace=False``: a cache that
+    another process finished first; this call's folder is dropped). Returns whether this call's
+    folder is the one in place. On failure the temporary folder is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        fill(tmp)
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                with open(file, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if path.exists() and not replace:
+            return False
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if replace or not path.exists():
+                raise
+            return False  # another process renamed its folder into place first
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def truncate_jsonl(path: Path, step: int) -> None:

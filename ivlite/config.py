@@ -20,10 +20,14 @@ from typing import Any, Iterable
 
 import yaml
 
+from .method.settings import MethodSettings
+
+PAPER = MethodSettings()
+"""The method's settings as the paper and the authors' training config have them."""
 
 DEVICE_NAMES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 LORA_INITS = ("official", "peft")
-"""Values of ``lora_init`` (:func:`ivlite.lora.lora_config` maps them to peft's initialisers)."""
+"""Values of ``lora_init`` (:func:`ivlite.method.lora.lora_config` maps them to peft's initialisers)."""
 
 
 def is_device_name(name: object) -> bool:
@@ -52,7 +56,7 @@ class Config:
     model: str = "tiny-random"
     """Base text-to-video model: ``tiny-random`` (built in code), a local diffusers folder or a hub id."""
     reward: str = "tiny-random-clip"
-    """Training reward: a name from :func:`ivlite.rewards.available_rewards`, or ``a:0.7,b:0.3``."""
+    """Training reward: a name from :func:`ivlite.registry.available_rewards`, or ``a:0.7,b:0.3``."""
     reward_checkpoint: str | None = None
     """Explicit weights for the reward (for example ``HPS_v2_compressed.pt``)."""
 
@@ -69,30 +73,24 @@ class Config:
         "a red circle moving left", "a blue square moving up",
         "a green triangle moving right", "a yellow circle moving down"])
     num_frames: int = 16
+    """F, frames per clip."""
     height: int = 32
+    """Frame height in pixels (a multiple of the VAE's downsampling, 8)."""
     width: int = 32
 
-    # --- the method (paper Eq. 3-8) -------------------------------------------------------------
-    tau: float = 0.6
-    """Editing strength: the chain starts at ``grid[-int(tau * ddim_steps)]`` (Eq. 4)."""
-    ddim_steps: int = 20
-    """D, the number of steps of the DDIM grid over T = 1000."""
-    grad_steps: int = 1
-    """K: the last K steps of the chain carry gradients (truncated backprop; 1 in the paper)."""
-    chain: str = "edit"
-    """``edit`` (InstructVideo: start from the noised video) or ``full`` (DRaFT: start from noise)."""
-    guidance_scale: float = 3.0
-    eta: float = 0.0
-    offset_noise: float = 0.1
-    """Strength of the per-frame, per-channel offset added to the noise (official code: 0.1)."""
-    segments: int = 4
-    """S, SegVR's number of temporal segments (Eq. 6-7)."""
-    frame_sampling: str = "tsn"
-    """``tsn``: one random frame per segment (training); ``first``: the first of each (evaluation)."""
-    lambda_tar: float = 1.0
-    """TAR's attenuation rate in c(j) = exp(-lambda_tar * |j - F//2|) (Eq. 8)."""
-    tar_normalize: bool = False
-    """Divide by the sum of TAR weights instead of S (the paper does not normalise)."""
+    # --- the method (paper Eq. 3-8): each field is documented in MethodSettings, whose defaults
+    # (the paper's) these are; Config.method() hands them to the objective.
+    tau: float = PAPER.tau
+    ddim_steps: int = PAPER.ddim_steps
+    grad_steps: int = PAPER.grad_steps
+    chain: str = PAPER.chain
+    guidance_scale: float = PAPER.guidance_scale
+    eta: float = PAPER.eta
+    offset_noise: float = PAPER.offset_noise
+    segments: int = PAPER.segments
+    frame_sampling: str = PAPER.frame_sampling
+    lambda_tar: float = PAPER.lambda_tar
+    tar_normalize: bool = PAPER.tar_normalize
 
     # --- LoRA -----------------------------------------------------------------------------------
     lora_rank: int = 4
@@ -108,9 +106,12 @@ class Config:
 
     # --- optimisation ---------------------------------------------------------------------------
     learning_rate: float = 1e-5
+    """AdamW's learning rate, constant after the warm-up."""
     warmup_steps: int = 10
+    """Optimizer steps of linear learning-rate warm-up."""
     weight_decay: float = 0.0
     max_steps: int = 20
+    """Optimizer steps of the run (a resumed run counts those already done)."""
     batch_size: int = 1
     """Clips per process per micro-step."""
     grad_accum: int = 1
@@ -144,6 +145,14 @@ class Config:
     """Held-out prompts for the judge; ``None``: 4 prompts of the tiny world's held-out split."""
 
     # ------------------------------------------------------------------------------------------
+    def method(self) -> MethodSettings:
+        """The settings of the method (:func:`ivlite.method.objective.instructvideo_objective`)
+        this run trains with: its fields of the same names, and ``gradient_checkpointing`` for the
+        decoder."""
+        names = {f.name for f in fields(MethodSettings)} - {"checkpoint_decoder"}
+        return MethodSettings(**{name: getattr(self, name) for name in names},
+                              checkpoint_decoder=self.gradient_checkpointing)
+
     @property
     def edit_steps(self) -> int:
         """Number of DDIM steps the chain runs: int(tau * D) when editing (computed exactly:
@@ -204,7 +213,7 @@ class Config:
         _check_int(self.max_bad_steps, "max_bad_steps", 1, 10**9)
         _check(self.early_stop_judge, "early_stop_judge", self.early_stop_judge is None
                or (isinstance(self.early_stop_judge, str) and self.early_stop_judge != ""),
-               "a judge name (oracle-quality, oracle-score or a reward name), or null for off")
+               "a judge name (ivlite.registry.JUDGES) or a reward name, or null for off")
         _check_int(self.early_stop_every, "early_stop_every", 1, 10**9)
         _check_int(self.early_stop_patience, "early_stop_patience", 1, 10**9)
         _check(self.early_stop_prompts, "early_stop_prompts", self.early_stop_prompts is None

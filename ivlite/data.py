@@ -23,7 +23,6 @@ import csv
 import glob
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Sequence
@@ -34,7 +33,7 @@ from safetensors.torch import load_file
 from . import common
 from .clip_sampling import SAMPLE_FPS, estimated_frame_count, frame_stride, read_clip, video_fps
 from .config import first_line
-from .editing import generate
+from .method.editing import generate
 from .models import VideoModel
 
 VIDEO_COLUMNS = ("video", "path", "file", "videoid")
@@ -109,10 +108,10 @@ def generated_clips(model: VideoModel, prompts: Sequence[str], *, model_name: st
         latents.append(out.latents.float().cpu())
     clips = LatentClips(torch.cat(latents), captions)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    common.save_safetensors({"latents": clips.latents.contiguous()}, tmp)
-    path.with_suffix(".json").write_text(json.dumps({**key, "captions": captions}))
-    os.replace(tmp, path)  # the .safetensors appears last: its presence means the pair is complete
+    common.atomic_write_text(path.with_suffix(".json"), json.dumps({**key, "captions": captions}))
+    # The .safetensors appears last: its presence means the pair is complete.
+    common.atomic_write(path, lambda tmp: common.save_safetensors(
+        {"latents": clips.latents.contiguous()}, tmp))
     return clips
 
 

@@ -6,7 +6,7 @@ while the videos get worse). The training reward cannot tell, by construction. S
 ``early_stop_every`` optimizer steps the trainer generates clips for held-out prompts (prompts and
 categories the fine-tuning never sees, with fixed noise) and scores them with a *judge* the model
 was not trained on (``early_stop_judge``: PickScore at full scale; on the tiny world the oracle's
-frame quality or score, see :func:`ivlite.evaluation.build_judge`). When the judge has not improved
+frame quality or score, see :func:`ivlite.registry.build_judge`). When the judge has not improved
 by more than ``min_delta`` for ``early_stop_patience`` evaluations in a row, training stops and the
 LoRA weights of the best evaluation (step 0, the base model, included) are put back, so the run's
 ``adapter/`` is the best one. Every evaluation is written to ``out_dir/early_stop.json``.
@@ -33,6 +33,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from peft import set_peft_model_state_dict
+
+from . import registry
+from .evaluation import evaluate_splits
+from .method.lora import ADAPTER_NAME, lora_state_dict
 
 
 @dataclass
@@ -131,8 +136,6 @@ class EarlyStopping:
         self.rule = PatienceRule(self.patience, self.min_delta)
 
     def _evaluate(self, step: int, unet: torch.nn.Module) -> bool:
-        from .lora import lora_state_dict
-
         t0 = time.perf_counter()
         scores = self.score_fn(unet)
         entry = {"step": step, **{k: float(v) for k, v in scores.items()},
@@ -161,10 +164,6 @@ class EarlyStopping:
 
     def finish(self, unet: torch.nn.Module) -> None:
         """Put the best evaluation's LoRA weights back (when ``restore_best``)."""
-        from peft import set_peft_model_state_dict
-
-        from .lora import ADAPTER_NAME
-
         if self.restore_best and self.best_state is not None:
             set_peft_model_state_dict(unet, self.best_state, adapter_name=ADAPTER_NAME)
         self._write(final=True)
@@ -183,22 +182,14 @@ class EarlyStopping:
                 json.dumps({**self.summary(), "final": final}, indent=2))
 
 
-def held_out_prompts(count: int = 4, seed: int = 0) -> list[str]:
-    """``count`` prompts of the tiny world's held-out split (categories fine-tuning never sees)."""
-    from .evaluation import world_splits
-
-    return world_splits(count, seed)["held_out"]
-
-
 def judge_score_fn(model, reward, judge: str, prompts: Sequence[str], *, num_frames: int,
                    height: int, width: int, ddim_steps: int, guidance_scale: float,
                    segments: int, seed: int = 0, reward_name: str | None = None
                    ) -> Callable[[torch.nn.Module], dict]:
     """``score_fn`` for :class:`EarlyStopping`: judge and training reward on ``prompts``, one
-    clip each from fixed noise, with the evaluation protocol of :func:`ivlite.evaluation.evaluate_splits`."""
-    from .evaluation import build_judge, evaluate_splits
-
-    judge_fn = build_judge(judge, segments=segments, device=model.device)
+    clip each from fixed noise, with the evaluation protocol of
+    :func:`ivlite.evaluation.evaluate_splits`."""
+    judge_fn = registry.build_judge(judge, segments=segments, device=model.device)
 
     def score(unet: torch.nn.Module) -> dict:
         result = evaluate_splits(model, reward, {"held_out": list(prompts)}, judge=judge_fn,
@@ -219,10 +210,10 @@ def early_stopping_from_config(cfg, model, reward, *, write: bool = True) -> Ear
         return None
     prompts = getattr(cfg, "early_stop_prompts", None)
     if not prompts:
-        if cfg.model != "tiny-world" and cfg.data != "world":
+        prompts = registry.held_out_prompts(cfg)
+        if prompts is None:
             raise ValueError(f"early_stop_judge={judge!r} needs early_stop_prompts (held-out "
                              f"prompts); only the tiny world has a default set")
-        prompts = held_out_prompts()
     score = judge_score_fn(model, reward, judge, prompts, num_frames=cfg.num_frames,
                            height=cfg.height, width=cfg.width, ddim_steps=cfg.ddim_steps,
                            guidance_scale=cfg.guidance_scale, segments=cfg.segments,

@@ -8,7 +8,8 @@ table.
 - :func:`evaluate`: one list of prompts, one reward.
 - :func:`evaluate_splits`: the paper's protocol per prompt split (in-domain, held-out categories,
   out-of-domain): the training reward (mean and std), a second judge the model was not trained
-  on (:func:`build_judge`), the tiny world's oracle, temporal consistency, per-prompt means;
+  on (:func:`ivlite.registry.build_judge`), the oracle of :func:`ivlite.registry.oracle` where it
+  covers the prompts, temporal consistency, per-prompt means;
   :func:`splits_markdown` turns it into a table, :func:`run_split_evaluation` writes both.
 
 Both reports can say how many evaluation prompts are also training captions
@@ -26,13 +27,16 @@ from typing import Sequence
 
 import torch
 
+from . import registry
 from .common import unet_in_eval_mode
-from .ddim import sample_noise
-from .editing import generate
+from .config import first_line
+from .judges import RewardJudge
+from .method.ddim import sample_noise
+from .method.editing import generate
+from .method.segvr import decode_segments, sample_frame_indices
 from .models import VideoModel
-from .prompts import official_splits, paper_splits, training_overlap
+from .prompts import official_splits, training_overlap
 from .rewards import Reward
-from .segvr import decode_segments, sample_frame_indices
 
 
 @torch.no_grad()
@@ -111,108 +115,6 @@ def overlap_line(overlap: dict) -> str:
 # initial noise (clip k of a split always uses generator seed ``seed + k``), so differences between
 # settings are paired, not sampling noise.
 
-# Which second judge on the tiny world? The registry's other tiny reward, tiny-random-clip, is an
-# untrained CLIP: its scores are noise. The world has one learned preference model, tiny-hps, and
-# it is the training reward. So the default judge is the oracle's frame quality: a hand-written
-# rule (edge sharpness, saturation, contrast, pixel noise) that shares no weights with tiny-hps,
-# has no learned blind spots a policy could exploit, and that no gradient ever reaches. Its
-# limits: it judges visual quality only, not text alignment (the oracle's colour/shape/motion
-# columns cover that); it is part of the oracle, so on the tiny world judge and oracle are not
-# independent evidence; and tiny-hps learned from pairs labelled by the hidden rule, whose
-# quality term is this score, so the judge is what the proxy imitates rather than a second
-# opinion. At full scale a learned judge from another preference dataset is the honest choice
-# (``judge="pickscore"``); the paper itself backs HPSv2 with a user study.
-JUDGES = {
-    "oracle-quality": "tiny world: the oracle's frame quality (sharpness, saturation, contrast, "
-                      "pixel noise; mean over all frames), a hand-written rule",
-    "oracle-score": "tiny world: the oracle's overall score (alignment, quality, consistency)",
-    "<reward name>": "any reward of ivlite.rewards (e.g. pickscore, hpsv2) on SegVR's first "
-                     "frames, averaged per clip",
-}
-
-
-class RewardJudge:
-    """A frame reward used as a clip judge: mean score over SegVR's first frames of each clip."""
-
-    def __init__(self, reward: Reward, name: str, segments: int = 4):
-        self.reward, self.name, self.segments = reward, name, segments
-
-    def __call__(self, clips: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        n, f = clips.shape[:2]
-        idx = sample_frame_indices(1, f, self.segments, "first")[0]
-        device = getattr(self.reward, "device", None) or _module_device(self.reward)
-        frames = clips[:, idx].flatten(0, 1).to(device)
-        scores = self.reward(frames, [p for p in prompts for _ in range(len(idx))])
-        return scores.view(n, len(idx)).float().mean(-1).cpu()
-
-
-class OracleJudge:
-    """The tiny world's oracle as a judge: one attribute of its verdict per clip."""
-
-    def __init__(self, attribute: str = "frame_quality"):
-        self.attribute = attribute
-        self.name = "oracle-" + {"frame_quality": "quality", "score": "score"}.get(attribute,
-                                                                                   attribute)
-
-    def __call__(self, clips: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        from .world.oracle import evaluate as oracle_evaluate
-
-        return torch.tensor([float(getattr(oracle_evaluate(c.numpy(), p), self.attribute))
-                             for c, p in zip(clips.float().cpu(), prompts)])
-
-
-def _module_device(module) -> torch.device:
-    try:
-        return next(module.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
-
-
-def build_judge(name: str, *, segments: int = 4, checkpoint: str | None = None, device=None):
-    """A judge from a name: ``oracle-quality``, ``oracle-score`` or a reward of the registry.
-
-    A judge maps clips (N, F, 3, H, W) in [-1, 1] and N prompts to N scores (higher is better).
-    """
-    if name == "oracle-quality":
-        return OracleJudge("frame_quality")
-    if name == "oracle-score":
-        return OracleJudge("score")
-    from .rewards import build_reward
-
-    reward = build_reward(name, checkpoint)
-    if isinstance(reward, torch.nn.Module):
-        reward.requires_grad_(False).eval()
-        if device is not None:
-            reward.to(device)
-    return RewardJudge(reward, name, segments)
-
-
-def is_world_prompt(prompt: str) -> bool:
-    """Whether the tiny world's oracle can judge a prompt (a caption of its template)."""
-    from .world.captions import Scene
-
-    try:
-        Scene.from_caption(prompt)
-    except ValueError:
-        return False
-    return True
-
-
-def world_splits(per_split: int = 4, seed: int = 0) -> dict[str, list[str]]:
-    """``per_split`` fixed prompts of each tiny-world split (in_domain, held_out, out_of_domain),
-    drawn with a seeded permutation: the prompts ``ivlite demo`` reports on."""
-    import numpy as np
-
-    from .world.captions import SPLITS, split_scenes
-
-    rng = np.random.default_rng(seed)
-    out = {}
-    for split in SPLITS:
-        scenes = split_scenes(split)
-        out[split] = [scenes[i].caption for i in rng.permutation(len(scenes))[:per_split]]
-    return out
-
-
 def flicker(clips: torch.Tensor) -> torch.Tensor:
     """Model-free temporal steadiness, lower is steadier: per clip (N, F, 3, H, W) in [-1, 1], the
     mean absolute frame-to-frame change of each frame's mean colour, in [0, 1] colour units.
@@ -270,11 +172,11 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
     ``ddim_steps`` chain (the paper's evaluation), the UNet in eval mode.
 
     Per split: the training ``reward`` on SegVR's first frames averaged per clip (mean and std
-    over clips, as the paper's Table 1), the ``judge`` (a name for :func:`build_judge` or a
-    callable; ``None`` skips it), the oracle's verdict when ``oracle`` (``None``: when every
-    prompt is a tiny-world caption), a temporal-consistency measure (the oracle's where it
-    judges, and :func:`flicker` always) and per-prompt means; with ``train_captions``, how many
-    of the split's prompts are training captions (``train_overlap``,
+    over clips, as the paper's Table 1), the ``judge`` (a name for
+    :func:`ivlite.registry.build_judge` or a callable; ``None`` skips it), the verdict of
+    :func:`ivlite.registry.oracle` when ``oracle`` (``None``: when it covers every prompt), a
+    temporal-consistency measure (the oracle's where it judges, and :func:`flicker` always) and
+    per-prompt means; with ``train_captions``, how many of the split's prompts are training captions (``train_overlap``,
     :func:`ivlite.prompts.training_overlap`). Returns a JSON-able dict.
     """
     if not isinstance(seeds, int) or seeds < 1:
@@ -282,10 +184,11 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
     if not splits or any(len(p) == 0 for p in splits.values()):
         raise ValueError("splits: need at least one split, each with at least one prompt")
     all_prompts = [p for prompts in splits.values() for p in prompts]
+    verdict_judge = registry.oracle()
     if oracle is None:
-        oracle = all(is_world_prompt(p) for p in all_prompts)
+        oracle = all(verdict_judge.covers(p) for p in all_prompts)
     if isinstance(judge, str):
-        judge = build_judge(judge, segments=segments, device=model.device)
+        judge = registry.build_judge(judge, segments=segments, device=model.device)
     reward_judge = RewardJudge(reward, reward_name or type(reward).__name__, segments)
     # Clip k of every split (prompt k % len, seed round k // len) starts from the noise of
     # generator seed ``seed + k``; all splits' clips share the batched UNet calls.
@@ -312,11 +215,8 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
             for p, s in zip(split_items, scores):
                 per_prompt[p].setdefault("judge", []).append(s)
         if oracle:
-            from .world.oracle import evaluate as oracle_evaluate
-            from .world.oracle import summarise
-
-            verdicts = [oracle_evaluate(c.numpy(), p) for c, p in zip(clips, split_items)]
-            entry["oracle"] = summarise(verdicts)
+            verdicts = verdict_judge.verdicts(clips, split_items)
+            entry["oracle"] = verdict_judge.summarise(verdicts)
             entry["oracle"]["score_std"] = statistics.pstdev([v.score for v in verdicts])
             entry["temporal_consistency"] = _stats([v.temporal_consistency for v in verdicts])
             for p, v in zip(split_items, verdicts):
@@ -371,21 +271,19 @@ def splits_markdown(results: dict) -> str:
 
 
 def load_splits(spec: str, per_split: int = 4, seed: int = 0) -> dict[str, list[str]]:
-    """Prompt splits from a command-line value: ``world`` (the tiny world's three splits,
-    ``per_split`` prompts each), ``paper`` (ivlite's own animals / new-animals / non-animals
-    sets), ``vgen:ROOT`` (the paper's 263 / 22 / 46 captions from a local VGen checkout,
+    """Prompt splits from a command-line value: a name of :data:`ivlite.registry.SPLITS` (the tiny
+    world's three splits, ``per_split`` prompts each; ivlite's own animals / new-animals /
+    non-animals sets), ``vgen:ROOT`` (the paper's 263 / 22 / 46 captions from a local VGen checkout,
     :func:`ivlite.prompts.official_splits`) or a YAML/JSON file mapping split name -> prompts."""
-    if spec == "world":
-        return world_splits(per_split, seed)
-    if spec == "paper":
-        return paper_splits()
+    if spec in registry.SPLITS:
+        return registry.SPLITS[spec](per_split, seed)
     if spec.startswith("vgen:"):
         return official_splits(spec.removeprefix("vgen:"))
     import yaml
 
     path = Path(spec)
-    expected = "expected 'world', 'paper', 'vgen:VGEN_CHECKOUT' or a YAML/JSON file of " \
-               "split: [prompts]"
+    names = ", ".join(repr(name) for name in registry.SPLITS)
+    expected = f"expected {names}, 'vgen:VGEN_CHECKOUT' or a YAML/JSON file of split: [prompts]"
     if path.is_dir():
         raise ValueError(f"--splits {spec!r} is a folder; {expected}")
     if not path.is_file():
@@ -393,8 +291,6 @@ def load_splits(spec: str, per_split: int = 4, seed: int = 0) -> dict[str, list[
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        from .config import first_line
-
         raise ValueError(f"--splits {spec!r} is not a readable YAML/JSON file "
                          f"({first_line(err)}); {expected}") from None
     if not isinstance(data, dict) or not data:
@@ -416,11 +312,10 @@ def run_split_evaluation(model: VideoModel, reward: Reward, splits: dict[str, li
                          reward_name: str | None = None, extra: dict | None = None,
                          train_captions: Sequence[str] | None = None, **settings) -> dict:
     """:func:`evaluate_splits`, then ``out/evaluation.json`` and ``out/evaluation.md``.
-    ``judge="auto"``: ``oracle-quality`` when every prompt is a tiny-world caption, else none.
+    ``judge="auto"``: :func:`ivlite.registry.default_judge` of the prompts.
     ``settings`` go to evaluate_splits (num_frames, height, width, ddim_steps, ...)."""
     if judge == "auto":
-        world = all(is_world_prompt(p) for prompts in splits.values() for p in prompts)
-        judge = "oracle-quality" if world else None
+        judge = registry.default_judge([p for prompts in splits.values() for p in prompts])
     results = evaluate_splits(model, reward, splits, seeds=seeds, judge=judge,
                               reward_name=reward_name, train_captions=train_captions, **settings)
     results.update(extra or {})

@@ -209,24 +209,25 @@ def offline_hub(cache_dir: str | Path) -> Iterator[Path]:
     environment variables are set too, for child processes. Everything is restored on exit."""
     import huggingface_hub.constants as constants
 
-    from .rewards import _REGISTRY, hps_reward
+    from .registry import REWARDS
+    from .rewards import hps_reward
     from .rewards.hps import SMALL_ARCH, SMALL_VIT_H_14, register_open_clip_config
 
     cache_dir = Path(cache_dir)
     register_open_clip_config(SMALL_ARCH, SMALL_VIT_H_14)
     saved_env = {k: os.environ.get(k) for k in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HPS_ROOT")}
     saved_constants = (constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE)
-    saved_rewards = {k: _REGISTRY[k] for k in ("hpsv2", "hpsv2.1")}
+    saved_rewards = {k: REWARDS[k] for k in ("hpsv2", "hpsv2.1")}
     os.environ.update(HF_HUB_CACHE=str(cache_dir), HF_HUB_OFFLINE="1",
                       HPS_ROOT=str(cache_dir / "hpsv2-root"))
     constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = str(cache_dir), True
-    _REGISTRY["hpsv2"] = lambda ckpt: hps_reward("v2", ckpt, arch=SMALL_ARCH)
-    _REGISTRY["hpsv2.1"] = lambda ckpt: hps_reward("v2.1", ckpt, arch=SMALL_ARCH)
+    REWARDS["hpsv2"] = lambda ckpt: hps_reward("v2", ckpt, arch=SMALL_ARCH)
+    REWARDS["hpsv2.1"] = lambda ckpt: hps_reward("v2.1", ckpt, arch=SMALL_ARCH)
     try:
         yield cache_dir
     finally:
         constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = saved_constants
-        _REGISTRY.update(saved_rewards)
+        REWARDS.update(saved_rewards)
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

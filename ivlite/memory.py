@@ -5,7 +5,7 @@ measure's saving; ``tests/test_memory_model.py`` holds the ``modelscope`` preset
 budget. :func:`reduce_step_memory` (called by the trainer) applies:
 
 - the VAE decoder checkpointed per up block (with ``gradient_checkpointing``; the UNet's per-layer
-  checkpointing is :func:`ivlite.checkpointing.enable_unet_checkpointing`);
+  checkpointing is :func:`ivlite.grad_checkpointing.enable_unet_checkpointing`);
 - on a CUDA device, both frozen text towers -- the video model's text encoder (0.68 GB in fp16)
   and the reward's CLIP text transformer (0.71 GB) -- moved to the CPU once the features of every
   prompt the run trains on (and of the empty negative prompt) are cached. A prompt outside those
@@ -21,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-from .checkpointing import enable_vae_checkpointing
+from .grad_checkpointing import enable_vae_checkpointing
 
 
 def offload_text_towers(model, reward, prompts: Sequence[str], device="cpu") -> None:

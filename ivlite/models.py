@@ -275,14 +275,9 @@ def load_video_model(name_or_path: str, *, dtype: torch.dtype = torch.float32,
     default ones. ``"auto"`` takes a variant the local hub cache holds completely, under any of
     the model's published names (``damo-vilab/`` or ``ali-vilab/``), and then loads without
     network; with nothing cached it downloads the default files
-    (:func:`ivlite.hub.resolve_weights`).
+    (:func:`ivlite.hub.resolve_weights`). Built-in models by name (``tiny-random``, ...):
+    :func:`ivlite.registry.load_model`.
     """
-    if name_or_path == "tiny-random":
-        return tiny_random_model()
-    if name_or_path == "tiny-world":
-        from .world.tiny_models import load_tiny_world
-
-        return load_tiny_world()
     local = Path(name_or_path)
     if local.exists() and not (local / "unet").is_dir():
         raise FileNotFoundError(f"model={name_or_path!r}: a local model folder must contain unet/, "

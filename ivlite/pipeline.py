@@ -26,8 +26,10 @@ from pathlib import Path
 
 import torch
 
-from .lora import load_adapter, merge_lora, set_lora_scale
-from .models import VideoModel, load_video_model
+from .adapters import load_adapter
+from .method.lora import merge_lora, set_lora_scale
+from .models import VideoModel
+from .registry import load_model
 
 
 def load_into_pipeline(pipe, adapter_dir: str | Path, scale: float = 1.0, *,
@@ -56,7 +58,7 @@ def set_pipeline_lora_scale(pipe, scale: float) -> None:
 
 def video_pipeline(model: VideoModel | str, *, adapter: str | Path | None = None,
                    scale: float = 1.0, dtype: torch.dtype | None = None, device=None):
-    """A ``TextToVideoSDPipeline`` from a :class:`VideoModel` or a model folder / hub id.
+    """A ``TextToVideoSDPipeline`` from a :class:`VideoModel` or a model name, folder or hub id.
 
     The components are shared, not copied: an adapter loaded here is in ``model.unet`` too.
     """
@@ -67,7 +69,7 @@ def video_pipeline(model: VideoModel | str, *, adapter: str | Path | None = None
                           "ivlite's own sampling (ivlite.evaluation.sample_videos) or load the "
                           "adapter into another pipeline's unet with load_into_pipeline") from err
     if isinstance(model, str):
-        model = load_video_model(model, dtype=dtype or torch.float32)
+        model = load_model(model, dtype=dtype or torch.float32)
     pipe = TextToVideoSDPipeline(vae=model.vae, text_encoder=model.text_encoder,
                                  tokenizer=model.tokenizer, unet=model.unet,
                                  scheduler=model.scheduler)

@@ -11,14 +11,11 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from transformers import CLIPTokenizer
 
-from .common import cache_dir
+from .common import atomic_write_dir, cache_dir
 
 # CLIP keeps the first 49152 - 256 - 2 merges; 256 byte tokens, their "</w>" twins, the merges and
 # the two special tokens make 49408 ids.
@@ -57,13 +54,9 @@ def clip_tokenizer() -> CLIPTokenizer:
     folder = cache_dir("clip-tokenizer")
     if not (folder / "merges.txt").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        # Build in a private folder and rename, so concurrent processes never read half a file.
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tok-"))
-        _write_vocab_files(tmp)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process won the race; its files are complete
-            shutil.rmtree(tmp, ignore_errors=True)
+        # Built in a private folder and renamed, so concurrent processes never read half a file;
+        # when another process got there first, its (complete) folder stays.
+        atomic_write_dir(folder, _write_vocab_files, replace=False)
     # Padding with "!" (id 0) as ModelScopeT2V's own tokenizer does (and open_clip); without
     # model_max_length=77 the diffusers pipelines overflow when they pad.
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),

@@ -38,20 +38,22 @@ from accelerate.utils import broadcast
 from diffusers.optimization import get_constant_schedule_with_warmup
 from peft import set_peft_model_state_dict
 
-from .checkpointing import enable_unet_checkpointing
-from .common import modes_kept, resolve_device, seeded_generator, truncate_jsonl
+from . import registry
+from .adapters import save_adapter
+from .common import atomic_write_json, modes_kept, resolve_device, seeded_generator, sha256, \
+    truncate_jsonl, weight_dtype
 from .config import Config, ConfigError, first_line
 from .data import LatentClips, caption_table, check_prompt_lengths, check_video_folder, \
-    folder_clips, generated_clips, read_captions
+    folder_clips, read_captions
 from .early_stop import early_stopping_from_config
 from .folders import FolderLock
-from .lora import ADAPTER_NAME, add_lora, check_adapter_state, lora_config, save_adapter
+from .grad_checkpointing import enable_unet_checkpointing
 from .memory import reduce_step_memory
-from .models import VideoModel, load_video_model
-from .objective import instructvideo_objective
-from .rewards import Reward, RewardGradientError, build_reward, check_reward_checkpoint, \
-    check_reward_gradients, parse_reward_spec
-from .state import latest_checkpoint, load_checkpoint, save_checkpoint
+from .method.lora import ADAPTER_NAME, add_lora, check_adapter_state, lora_config
+from .method.objective import instructvideo_objective
+from .models import VideoModel
+from .rewards import Reward, RewardGradientError, check_reward_gradients
+from .run_state import latest_checkpoint, load_checkpoint, save_checkpoint
 
 # Fields that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = {"max_steps", "resume", "save_every", "device", "out_dir", "max_bad_steps"}
@@ -62,7 +64,6 @@ RUN_FILES = ("config.json", "config.yaml", "run_info.json", "log.jsonl", "early_
 # without lora_init drew A with peft's default.
 MISSING_FIELD_VALUES = {"lora_init": "peft"}
 
-BUILT_IN_MODELS = ("tiny-random", "tiny-world")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
@@ -106,29 +107,30 @@ def check_environment(cfg: Config) -> None:
         raise ConfigError("mixed_precision='fp16' needs a CUDA device; use 'bf16' or 'no' on "
                           "the CPU")
     try:
-        parse_reward_spec(cfg.reward)
-        check_reward_checkpoint(cfg.reward, cfg.reward_checkpoint)
+        registry.parse_reward_spec(cfg.reward)
+        registry.check_reward_checkpoint(cfg.reward, cfg.reward_checkpoint)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if cfg.data not in ("generated", "world") and not caption_table(cfg.data).is_file():
+    if cfg.data not in registry.DATA and not caption_table(cfg.data).is_file():
         data = Path(cfg.data)
         kind = "does not exist" if not data.exists() else "has no captions.csv" \
             if data.is_dir() else "is a file but not a .csv"
-        raise ConfigError(f"data={cfg.data!r} {kind}: expected 'generated', 'world', a folder "
+        names = ", ".join(repr(name) for name in registry.DATA)
+        raise ConfigError(f"data={cfg.data!r} {kind}: expected {names}, a folder "
                           f"containing captions.csv or a .csv file")
-    if cfg.model not in BUILT_IN_MODELS and Path(cfg.model).exists() \
+    if cfg.model not in registry.MODELS and Path(cfg.model).exists() \
             and not (Path(cfg.model) / "unet").is_dir():
         kind = "is a file" if Path(cfg.model).is_file() else "has no unet/"
         raise ConfigError(f"model={cfg.model!r} {kind}: a local model folder must contain "
                           f"unet/, vae/, text_encoder/, tokenizer/ and scheduler/")
-    if cfg.model not in BUILT_IN_MODELS and _missing_path(cfg.model):
+    if cfg.model not in registry.MODELS and _missing_path(cfg.model):
         raise ConfigError(f"model={cfg.model!r}: no such folder, and not a hub id (org/name); "
-                          f"allowed: {list(BUILT_IN_MODELS)}, a local diffusers folder or a hub id")
+                          f"allowed: {list(registry.MODELS)}, a local diffusers folder or a hub id")
     if cfg.reward_checkpoint is not None and _missing_path(cfg.reward_checkpoint):
         raise ConfigError(f"reward_checkpoint={cfg.reward_checkpoint!r} does not exist")
-    if cfg.data == "world" and (cfg.height, cfg.width) != (32, 32):
-        raise ConfigError(f"height={cfg.height}, width={cfg.width}: data='world' renders 32x32 "
-                          f"clips; use height=32 and width=32, or another data source")
+    unfit = registry.DATA[cfg.data].check(cfg) if cfg.data in registry.DATA else None
+    if unfit:
+        raise ConfigError(unfit)
     _check_texts(cfg)
 
 
@@ -147,7 +149,7 @@ def _check_texts(cfg: Config) -> None:
     try:
         check_prompt_lengths(tokenizer, cfg.prompts, "prompts")
         check_prompt_lengths(tokenizer, cfg.early_stop_prompts or [], "early_stop_prompts")
-        if cfg.data not in ("generated", "world"):
+        if cfg.data not in registry.DATA:
             check_prompt_lengths(tokenizer, [c for _, c in read_captions(cfg.data)],
                                  f"{caption_table(cfg.data)} caption")
             check_video_folder(cfg.data, cfg.num_frames)  # opens every video's header
@@ -188,14 +190,10 @@ def check_model_fits(cfg: Config, model: VideoModel, clips: LatentClips | None =
 
 
 def load_clips(cfg: Config, model: VideoModel) -> LatentClips:
-    if cfg.data == "world":
-        from .world.data import world_clips
-
-        return world_clips(model, "in_domain", seed=cfg.seed, num_frames=cfg.num_frames)
-    if cfg.data == "generated":
-        return generated_clips(model, cfg.prompts, model_name=cfg.model, num_frames=cfg.num_frames,
-                               height=cfg.height, width=cfg.width, ddim_steps=cfg.ddim_steps,
-                               guidance_scale=cfg.guidance_scale, seed=cfg.seed)
+    """The training clips ``cfg.data`` names: a source of :data:`ivlite.registry.DATA`, else the
+    videos of a caption table."""
+    if cfg.data in registry.DATA:
+        return registry.DATA[cfg.data].load(cfg, model)
     return folder_clips(model, cfg.data, num_frames=cfg.num_frames, height=cfg.height,
                         width=cfg.width, seed=cfg.seed)
 
@@ -217,32 +215,27 @@ def versions() -> dict[str, str]:
 def provenance(cfg: Config) -> dict:
     """SHA-256 of the files a run reads (shipped assets, local weights, captions.csv), so a
     result can be traced to exactly these bytes. Hub models are recorded by id and revision."""
-    from .world.assets import sha256
-
-    def files(folder: Path, patterns=("**/*.json", "**/*.safetensors", "**/*.bin", "**/*.txt",
-                                      "**/*.pt")) -> dict[str, str]:
+    def files(folder: Path, patterns: tuple[str, ...] | None = None) -> dict[str, str]:
+        patterns = patterns or ("**/*.json", "**/*.safetensors", "**/*.bin", "**/*.txt", "**/*.pt")
         paths = sorted({p for pat in patterns for p in folder.glob(pat) if p.is_file()})
         return {str(p): sha256(p) for p in paths}
 
     record: dict = {"model": cfg.model, "reward": cfg.reward, "data": cfg.data, "sha256": {}}
     sums = record["sha256"]
-    if cfg.model == "tiny-world":
-        from .world.tiny_models import WORLD_DIR
-
-        sums.update(files(WORLD_DIR, ("vae/*", "unet/*", "text_encoder/*", "scheduler/*",
-                                      "manifest.json")))
-    elif cfg.model != "tiny-random" and Path(cfg.model).is_dir():
+    if cfg.model in registry.ASSETS:
+        sums.update(files(*registry.ASSETS[cfg.model]))
+    elif cfg.model not in registry.MODELS and Path(cfg.model).is_dir():
         sums.update(files(Path(cfg.model)))
-    elif cfg.model != "tiny-random":
+    elif cfg.model not in registry.MODELS:
         record["model_revision"] = _hub_revision(cfg.model)
     if cfg.reward_checkpoint is not None and Path(cfg.reward_checkpoint).exists():
         ckpt = Path(cfg.reward_checkpoint)
         sums.update(files(ckpt) if ckpt.is_dir() else {str(ckpt): sha256(ckpt)})
-    elif "tiny-hps" in parse_reward_spec(cfg.reward):
-        from .world.reward_model import REWARD_FOLDER
-
-        sums.update(files(REWARD_FOLDER))
-    if cfg.data not in ("generated", "world"):
+    else:
+        for name in registry.parse_reward_spec(cfg.reward):
+            if name in registry.ASSETS:
+                sums.update(files(*registry.ASSETS[name]))
+    if cfg.data not in registry.DATA:
         table = caption_table(cfg.data)
         sums[str(table)] = sha256(table)
         sums.update({str(path): sha256(path) for path, _ in read_captions(cfg.data)})
@@ -276,12 +269,6 @@ def _hub_revision(repo: str) -> str | None:
         return Path(path).parent.name if isinstance(path, str) else None
     except Exception:  # no cache, an odd layout: provenance must not stop a run
         return None
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _read_run_config(out: Path) -> dict:
@@ -348,7 +335,7 @@ def _prepare_out_dir(cfg: Config, accelerator: Accelerator, force: bool = False)
             out.mkdir(parents=True, exist_ok=True)
             # config.json is the record (resume reads it); config.yaml is the same values for
             # people and for `ivlite finetune --config`.
-            _write_json(out / "config.json", cfg.to_dict())
+            atomic_write_json(out / "config.json", cfg.to_dict())
             (out / "config.yaml").write_text(cfg.to_yaml())
         except OSError as err:
             raise ConfigError(f"out_dir={cfg.out_dir!r} cannot be written: "
@@ -393,7 +380,7 @@ def _write_run_info(cfg: Config, out: Path, accelerator: Accelerator) -> None:
     info = {"versions": versions(), "processes": accelerator.num_processes,
             "device": str(accelerator.device), "inputs": provenance(cfg),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_json(path, {**info, "earlier_sessions": earlier})
+    atomic_write_json(path, {**info, "earlier_sessions": earlier})
 
 
 def _json_safe(record: dict) -> dict:
@@ -482,16 +469,16 @@ def _run(cfg: Config, accelerator: Accelerator, out: Path, model: VideoModel | N
     # A corrupt checkpoint is reported now, not after the model has loaded.
     folder = latest_checkpoint(out) if cfg.resume else None
     saved = load_checkpoint(folder) if folder is not None else None
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision,
-                                                                      torch.float32)
+    dtype = weight_dtype(cfg.mixed_precision)
 
     torch.manual_seed(cfg.seed)  # LoRA's A matrices: the same on every process
-    model = model if model is not None else load_video_model(cfg.model, dtype=weight_dtype)
+    model = model if model is not None else registry.load_model(cfg.model, dtype=dtype)
     check_model_fits(cfg, model)  # before clips are generated or encoded
-    model.freeze().to(accelerator.device, weight_dtype)
-    reward = reward if reward is not None else build_reward(cfg.reward, cfg.reward_checkpoint)
+    model.freeze().to(accelerator.device, dtype)
+    reward = reward if reward is not None else registry.build_reward(cfg.reward,
+                                                                     cfg.reward_checkpoint)
     if isinstance(reward, torch.nn.Module):
-        reward.requires_grad_(False).eval().to(accelerator.device, weight_dtype)
+        reward.requires_grad_(False).eval().to(accelerator.device, dtype)
     clips = clips if clips is not None else load_clips(cfg, model)
     check_model_fits(cfg, model, clips)
     if accelerator.is_main_process:
@@ -614,8 +601,8 @@ def _train_step(cfg: Config, step: int, model: VideoModel, reward: Reward, clips
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))  # dropout masks
         x0, prompts = clips.sample(cfg.batch_size, gen)
         with accelerator.autocast():
-            out = instructvideo_objective(model, reward, x0.to(accelerator.device), prompts, cfg,
-                                          generator=gen)
+            out = instructvideo_objective(model, reward, x0.to(accelerator.device), prompts,
+                                          cfg.method(), generator=gen)
         accelerator.backward(out.loss / cfg.grad_accum)
         losses.append(float(out.loss.detach()))
         rewards.append(float(out.reward.mean()))

@@ -23,9 +23,10 @@ from benchmarks.settings import (
 )
 from ivlite.config import Config, ConfigError
 from ivlite.early_stop import EarlyStopping, PatienceRule, TimeBudget, stop_index
-from ivlite.evaluation import evaluate_splits, splits_markdown, world_splits
-from ivlite.objective import instructvideo_objective
+from ivlite.evaluation import evaluate_splits, splits_markdown
+from ivlite.method.objective import instructvideo_objective
 from ivlite.trainer import finetune
+from ivlite.world.captions import world_splits
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(num_frames=8, height=32, width=32)
@@ -74,7 +75,7 @@ def test_objective_makes_the_expected_unet_calls(name, tiny_model, tiny_reward):
     x0 = torch.randn(tiny_model.latent_shape(1, 8, 32, 32))
     try:
         out = instructvideo_objective(tiny_model, tiny_reward, x0, ["a red circle moving left"],
-                                      cfg, generator=torch.Generator().manual_seed(0))
+                                      cfg.method(), generator=torch.Generator().manual_seed(0))
     finally:
         handle.remove()
     exp = expected_unet_calls(cfg)
@@ -159,7 +160,7 @@ def test_trainer_stops_early_and_restores_the_best_weights(tmp_path):
     snapshots = {}
 
     def keep(step, record, unet):
-        from ivlite.lora import lora_state_dict
+        from ivlite.method.lora import lora_state_dict
 
         snapshots[step] = {k: v.clone() for k, v in lora_state_dict(unet).items()}
         return stopper(step, record, unet)

@@ -13,7 +13,8 @@ import torch
 
 from ivlite.cli import main
 from ivlite.config import Config, ConfigError
-from ivlite.lora import add_lora, load_adapter, lora_config, save_adapter
+from ivlite.adapters import load_adapter, save_adapter
+from ivlite.method.lora import add_lora, lora_config
 from ivlite.models import tiny_random_model
 from ivlite.trainer import finetune
 

@@ -107,7 +107,7 @@ def test_tau_times_d_is_counted_exactly(tau, ddim_steps, steps):
     """int(tau * D) is the editing chain's length (Eq. 4): the config, the chain and the cost
     model agree on it, without floating-point error."""
     from ivlite.config import edit_step_count
-    from ivlite.ddim import chain_timesteps, start_timestep
+    from ivlite.method.ddim import chain_timesteps, start_timestep
     from ivlite.models import modelscope_scheduler
 
     assert edit_step_count(tau, ddim_steps) == steps

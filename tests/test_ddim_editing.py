@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from ivlite.checkpointing import disable_unet_checkpointing, enable_unet_checkpointing, \
+from ivlite.grad_checkpointing import disable_unet_checkpointing, enable_unet_checkpointing, \
     is_checkpointing
-from ivlite.ddim import chain_timesteps, ddim_scheduler, sample_noise, start_timestep
-from ivlite.editing import edit, generate
+from ivlite.method.ddim import chain_timesteps, ddim_scheduler, sample_noise, start_timestep
+from ivlite.method.editing import edit, generate
 from ivlite.models import modelscope_scheduler
 
 

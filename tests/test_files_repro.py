@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from ivlite.cli import main
 from ivlite.config import Config
-from ivlite.lora import add_lora, load_adapter, lora_config, read_adapter, save_adapter
+from ivlite.adapters import load_adapter, read_adapter, save_adapter
+from ivlite.method.lora import add_lora, lora_config
 from ivlite.models import tiny_random_model
 from ivlite.trainer import finetune, provenance
 

@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 from ivlite.config import Config
 from ivlite.models import MODELSCOPE_TEXT, MODELSCOPE_UNET, MODELSCOPE_VAE, load_video_model, \
     random_modelscope_model, save_video_model
-from ivlite.rewards import build_reward, check_reward_gradients
+from ivlite.registry import build_reward
+from ivlite.rewards import check_reward_gradients
 from ivlite.rewards.hps import SMALL_ARCH, SMALL_VIT_H_14, VIT_H_14, find_hps_checkpoint, \
     hps_reward, register_open_clip_config
 

@@ -132,7 +132,7 @@ def test_complete_means_with_special_tokens_map(hub, published_files):
 
 
 def test_hps_checkpoint_in_published_format_loads_from_the_hub_cache(hub, hps_bytes):
-    from ivlite.rewards import build_reward
+    from ivlite.registry import build_reward
     from ivlite.rewards.hps import HPS_REPO, find_hps_checkpoint, load_state_dict
 
     path = fake_hub.write_snapshot(hub, HPS_REPO, {"HPS_v2_compressed.pt": hps_bytes}) \

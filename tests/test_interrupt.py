@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 
 from ivlite.cli import main
 from ivlite.config import Config
-from ivlite.lora import add_lora, lora_config
+from ivlite.method.lora import add_lora, lora_config
 from ivlite.models import tiny_random_model
-from ivlite.state import latest_checkpoint, load_checkpoint, save_checkpoint
+from ivlite.run_state import latest_checkpoint, load_checkpoint, save_checkpoint
 from ivlite.trainer import NonFiniteError, finetune
 
 # Small enough for seconds-long runs: 4 frames, a 5-step grid (3 editing steps), one prompt.
@@ -93,13 +93,14 @@ def _die_while_writing(step: int):
     """For the child: write half of checkpoint ``step``'s optimizer file, then SIGKILL itself,
     exactly as if the kill had arrived in the middle of that write."""
     def patch():
-        import ivlite.state as state
+        import ivlite.run_state as state
 
         real = state.save_safetensors
 
         def save_file(tensors, path, *args, **kwargs):
             real(tensors, path, *args, **kwargs)
-            if Path(path).parent.name == f".tmp-step-{step:06d}":
+            if Path(path).parent.name.startswith(f".step-{step:06d}.") and \
+                    Path(path).parent.name.endswith(".tmp"):
                 data = Path(path).read_bytes()
                 Path(path).write_bytes(data[:len(data) // 2])
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -153,8 +154,8 @@ def test_sigkill_at_random_points_then_resume_gives_the_same_adapter(tmp_path):
     pid = _fork_cli(args + ["--resume", "true"], before=_die_while_writing(target))
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status), f"kill points {points}, then during the save of step {target}"
-    partial = run / "checkpoints" / f".tmp-step-{target:06d}"
-    assert (partial / "optimizer.safetensors").is_file()  # the write had begun...
+    partials = list((run / "checkpoints").glob(f".step-{target:06d}.*.tmp"))  # .NAME.PID.tmp
+    assert len(partials) == 1 and (partials[0] / "optimizer.safetensors").is_file()  # begun...
     assert not (run / "checkpoints" / f"step-{target:06d}").exists()
     assert _assert_latest_is_complete(run) == done  # ...and latest.json still names the last one
 
@@ -190,11 +191,11 @@ def unet_and_optimizer():
 
 def test_a_failed_checkpoint_write_never_replaces_the_last_good_one(tmp_path, monkeypatch,
                                                                     unet_and_optimizer):
-    import ivlite.state as state
+    import ivlite.run_state as state
 
     unet, optimizer = unet_and_optimizer
     save_checkpoint(tmp_path, 2, unet, optimizer, {"note": "good"})
-    real_save, real_json = state.save_safetensors, state._write_json
+    real_save, real_json = state.save_safetensors, state.atomic_write_json
 
     def half_written(tensors, path, *args, **kwargs):
         real_save(tensors, path, *args, **kwargs)
@@ -211,18 +212,18 @@ def test_a_failed_checkpoint_write_never_replaces_the_last_good_one(tmp_path, mo
     # Killed after the folder got its name but before latest.json moved: still step 2.
     monkeypatch.setattr(state, "save_safetensors", real_save)
 
-    def no_pointer(path, data):
+    def no_pointer(path, data, **kwargs):
         if path.name == state.LATEST:
             raise OSError("killed")
-        real_json(path, data)
+        real_json(path, data, **kwargs)
 
-    monkeypatch.setattr(state, "_write_json", no_pointer)
+    monkeypatch.setattr(state, "atomic_write_json", no_pointer)
     with pytest.raises(OSError, match="killed"):
         save_checkpoint(tmp_path, 4, unet, optimizer, {"note": "orphan"})
     assert latest_checkpoint(tmp_path).name == "step-000002"
 
     # The resumed run writes step 4 again over the orphan; leftovers go.
-    monkeypatch.setattr(state, "_write_json", real_json)
+    monkeypatch.setattr(state, "atomic_write_json", real_json)
     save_checkpoint(tmp_path, 4, unet, optimizer, {"note": "resumed"})
     assert load_checkpoint(latest_checkpoint(tmp_path))[2]["note"] == "resumed"
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
@@ -314,10 +315,10 @@ def test_nan_gradient_with_a_finite_reward_is_skipped(tmp_path, tiny_model, tiny
 def test_persistent_inf_reward_stops_the_run(tmp_path, monkeypatch, tiny_reward, capsys):
     """From the command line: a reward that turns infinite for good ends the run after
     max_bad_steps steps with one line, exit status 3, and no checkpoint or adapter from it."""
-    import ivlite.rewards as rewards
+    import ivlite.registry as registry
 
     flaky = _flaky_reward(tiny_reward, set(range(2, 100)), value=float("inf"))
-    monkeypatch.setitem(rewards._REGISTRY, "flaky", lambda checkpoint: flaky)
+    monkeypatch.setitem(registry.REWARDS, "flaky", lambda checkpoint: flaky)
     run = tmp_path / "run"
     status = main(CLI_ARGS[:-4] + ["--reward", "flaky", "--out-dir", str(run), "--max-steps",
                                    "20", "--save-every", "1", "--max-bad-steps", "2"])

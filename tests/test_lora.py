@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
+from ivlite.adapters import load_adapter, read_adapter, save_adapter
 from ivlite.config import Config, ConfigError
-from ivlite.lora import add_lora, load_adapter, lora_config, lora_parameters, merge_lora, \
-    read_adapter, save_adapter, set_lora_scale, unmerge_lora
+from ivlite.method.lora import add_lora, lora_config, lora_parameters, merge_lora, \
+    set_lora_scale, unmerge_lora
 from ivlite.models import tiny_random_model
 
 

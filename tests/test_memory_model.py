@@ -7,15 +7,16 @@ import json
 import torch
 import torch.utils.checkpoint
 
-from ivlite.checkpointing import decoder_checkpoints_itself, disable_unet_checkpointing, \
-    enable_unet_checkpointing, enable_vae_checkpointing, is_checkpointing
 from ivlite.config import Config
-from ivlite.lora import add_lora, lora_parameters
+from ivlite.grad_checkpointing import disable_unet_checkpointing, enable_unet_checkpointing, \
+    enable_vae_checkpointing, is_checkpointing
+from ivlite.method.lora import add_lora, lora_parameters
+from ivlite.method.segvr import decoder_checkpoints_itself
 from ivlite.memory import offload_text_towers, reduce_step_memory
 from ivlite.memtrace import CudaAutocast, LiveBytes, sdpa_backend
 from ivlite.models import random_modelscope_model, tiny_random_model
 from ivlite.rewards.clip import ClipReward, clip_tokenizer_fn, tiny_random_clip
-from ivlite.segvr import decode_segments
+from ivlite.method.segvr import decode_segments
 
 BUDGET_GIB = 10.0
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from ivlite.config import Config
-from ivlite.lora import add_lora
-from ivlite.objective import instructvideo_objective
-from ivlite.tar import tar_weights
+from ivlite.method.lora import add_lora
+from ivlite.method.objective import instructvideo_objective
+from ivlite.method.tar import tar_weights
 
 
 def brightness(frames, prompts):
@@ -22,7 +22,7 @@ def _setup(tiny_model, **cfg_changes):
             if "lora_B" in n:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
     cfg = Config.preset("tiny-random", num_frames=8, ddim_steps=10, **cfg_changes).validate()
-    return m, params, cfg
+    return m, params, cfg.method()
 
 
 def test_objective_reports_tar_weighted_reward(tiny_model):

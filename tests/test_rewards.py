@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from ivlite.rewards import ClipReward, RewardGradientError, WeightedReward, build_reward, \
-    check_reward_gradients, parse_reward_spec, tiny_random_clip
+from ivlite.registry import build_reward, parse_reward_spec
+from ivlite.rewards import ClipReward, RewardGradientError, WeightedReward, \
+    check_reward_gradients, tiny_random_clip
 from ivlite.rewards.clip import clip_tokenizer_fn
 from ivlite.rewards.hps import hps_reward, load_state_dict
 
@@ -85,7 +86,7 @@ def test_reward_specs_that_would_drop_or_poison_a_term(spec, fragment):
 
 
 def test_a_checkpoint_the_reward_does_not_read_is_refused(tmp_path):
-    from ivlite.rewards import check_reward_checkpoint
+    from ivlite.registry import check_reward_checkpoint
 
     ckpt = tmp_path / "weights.pt"
     ckpt.write_bytes(b"")

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ivlite.segvr import decode_segments, gather_frames, sample_frame_indices, segment_bounds
-from ivlite.tar import reward_loss, tar_weights, video_reward
+from ivlite.method.segvr import decode_segments, gather_frames, sample_frame_indices, segment_bounds
+from ivlite.method.tar import reward_loss, tar_weights, video_reward
 
 
 def test_segment_bounds_paper_and_uneven():

@@ -523,7 +523,7 @@ def test_word_sensitivity_swaps_one_word_and_scores_every_timestep(world_dir):
 
 
 def test_word_sensitivity_scores_a_v_model_against_v(world_dir):
-    from ivlite.ddim import sample_noise
+    from ivlite.method.ddim import sample_noise
     from ivlite.world.data import world_clips
     from tools.tiny_world.motion_check import word_sensitivity
 

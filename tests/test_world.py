@@ -21,7 +21,7 @@ from ivlite.world import (
     all_scenes,
     base_training_scenes,
     category_split,
-    evaluate,
+    judge_clip,
     judge_frame,
     make_dataset,
     preference,
@@ -169,7 +169,7 @@ def test_object_stays_in_frame() -> None:
 
 
 def test_oracle_is_right_on_every_clean_scene() -> None:
-    results = [evaluate(render_clip(scene, seed=i), scene) for i, scene in enumerate(all_scenes())]
+    results = [judge_clip(render_clip(scene, seed=i), scene) for i, scene in enumerate(all_scenes())]
     failures = [s.caption for s, r in zip(all_scenes(), results) if not r.all_ok]
     assert not failures
     assert min(r.frame_quality for r in results) > 0.95
@@ -183,22 +183,22 @@ def test_oracle_is_right_on_degraded_clips() -> None:
     for i in range(150):
         scene = scenes[rng.integers(len(scenes))]
         quality = sample_quality(rng, decent_fraction=0.0)  # every clip has 1-2 degradations
-        results.append(evaluate(render_clip(scene, quality, seed=i), scene.caption))
+        results.append(judge_clip(render_clip(scene, quality, seed=i), scene.caption))
     summary = summarise(results)
     assert summary["all_ok"] >= 0.95, summary  # measured 1.0 on 1,800 such clips
 
 
 def test_oracle_rejects_wrong_captions() -> None:
     clip = render_clip(Scene("red", "circle", "moving left"), seed=1)
-    assert evaluate(clip, CAPTION).all_ok
-    wrong_colour = evaluate(clip, "a blue circle moving left")
-    wrong_shape = evaluate(clip, "a red square moving left")
-    wrong_motion = evaluate(clip, "a red circle moving right")
+    assert judge_clip(clip, CAPTION).all_ok
+    wrong_colour = judge_clip(clip, "a blue circle moving left")
+    wrong_shape = judge_clip(clip, "a red square moving left")
+    wrong_motion = judge_clip(clip, "a red circle moving right")
     assert not wrong_colour.colour_ok and wrong_colour.shape_ok and wrong_colour.motion_ok
     assert not wrong_shape.shape_ok and wrong_shape.colour_ok
     assert not wrong_motion.motion_ok and wrong_motion.colour_ok
     static = np.repeat(clip[:1], len(clip), axis=0)
-    assert evaluate(static, CAPTION).motion is None
+    assert judge_clip(static, CAPTION).motion is None
 
 
 def test_oracle_finds_nothing_in_empty_or_noise_clips() -> None:
@@ -206,7 +206,7 @@ def test_oracle_finds_nothing_in_empty_or_noise_clips() -> None:
     for clip in (np.full((16, 3, 32, 32), -0.8, np.float32),
                  rng.uniform(-1, 1, (16, 3, 32, 32)).astype(np.float32),
                  np.clip(rng.normal(0, 0.5, (16, 3, 32, 32)), -1, 1)):
-        result = evaluate(clip, CAPTION)
+        result = judge_clip(clip, CAPTION)
         assert not (result.colour_ok or result.shape_ok or result.motion_ok)
         assert result.frame_quality == 0.0 and result.temporal_consistency == 0.0
         assert judge_frame(clip[0], CAPTION) == 0.0
@@ -220,7 +220,7 @@ def test_oracle_calls_a_soft_gaussian_blob_no_shape() -> None:
         centres = 8.0 + 0.8 * np.arange(16)
         blob = np.exp(-((xx - centres[:, None, None]) ** 2 + (yy - 16) ** 2) / (2 * sigma ** 2))
         clip = 2.0 * (0.12 + (red - 0.12) * blob[:, None]) - 1.0
-        result = evaluate(clip, "a red square moving right")
+        result = judge_clip(clip, "a red square moving right")
         assert result.shape is None and not result.shape_ok, sigma
         assert result.colour_ok and result.motion_ok
 
@@ -229,8 +229,8 @@ def test_oracle_accepts_torch_tensors() -> None:
     torch = pytest.importorskip("torch")
     scene = Scene("green", "triangle", "moving down", "striped")
     clip = render_clip(scene, seed=5)
-    from_numpy = evaluate(clip, scene.caption)
-    from_torch = evaluate(torch.from_numpy(clip), scene)
+    from_numpy = judge_clip(clip, scene.caption)
+    from_torch = judge_clip(torch.from_numpy(clip), scene)
     assert from_torch.all_ok and from_numpy.all_ok
     assert from_torch.frame_quality == pytest.approx(from_numpy.frame_quality)
     assert judge_frame(torch.from_numpy(clip[8]), scene) == pytest.approx(
@@ -248,7 +248,7 @@ def test_frame_quality_prefers_crisp(degraded: Quality) -> None:
     for i, scene in enumerate(all_scenes()[::9]):
         crisp_clip = render_clip(scene, seed=i)
         worse_clip = render_clip(scene, degraded, seed=i)
-        crisp, worse = evaluate(crisp_clip, scene), evaluate(worse_clip, scene)
+        crisp, worse = judge_clip(crisp_clip, scene), judge_clip(worse_clip, scene)
         assert crisp.frame_quality > worse.frame_quality + MARGIN, (scene.caption, degraded)
         assert preference(crisp_clip, worse_clip, scene) == 0
         assert preference(worse_clip, crisp_clip, scene) == 1
@@ -257,14 +257,14 @@ def test_frame_quality_prefers_crisp(degraded: Quality) -> None:
 @pytest.mark.parametrize("unsteady", [Quality(jitter=0.7), Quality(flicker=0.08)])
 def test_temporal_consistency_prefers_steady(unsteady: Quality) -> None:
     for i, scene in enumerate(all_scenes()[::9]):
-        steady = evaluate(render_clip(scene, seed=i), scene)
-        shaky = evaluate(render_clip(scene, unsteady, seed=i), scene)
+        steady = judge_clip(render_clip(scene, seed=i), scene)
+        shaky = judge_clip(render_clip(scene, unsteady, seed=i), scene)
         assert shaky.all_ok  # still recognisable, just unsteady
         assert steady.temporal_consistency > shaky.temporal_consistency + 0.2, scene.caption
         assert steady.temporal_consistency > 0.8
     # More jitter, lower consistency.
     scene = Scene("cyan", "circle", "moving right")
-    values = [evaluate(render_clip(scene, Quality(jitter=a), seed=0), scene).temporal_consistency
+    values = [judge_clip(render_clip(scene, Quality(jitter=a), seed=0), scene).temporal_consistency
               for a in (0.0, 0.5, 1.0, 1.5)]
     assert values == sorted(values, reverse=True)
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from ivlite.config import Config
-from ivlite.lora import lora_state_dict
+from ivlite.method.lora import lora_state_dict
 from ivlite.models import tiny_random_model
 from ivlite.trainer import finetune
 

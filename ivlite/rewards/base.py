@@ -9,15 +9,11 @@ decoder and the last DDIM step into LoRA, so a reward that silently cuts the gra
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Sequence
 
 import torch
 
-
-@runtime_checkable
-class Reward(Protocol):
-    def __call__(self, frames: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        """frames (N, 3, H, W) in [-1, 1], N prompts -> scores (N,), differentiable in frames."""
+from ..method.protocols import Reward
 
 
 class WeightedReward(torch.nn.Module):

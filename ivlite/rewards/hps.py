@@ -52,16 +52,14 @@ def register_open_clip_config(name: str, config: dict, folder: str | Path | None
     """
     import open_clip
 
-    from ..common import cache_dir
+    from ..common import atomic_write_text, cache_dir
 
     if name in open_clip.list_models():
         return name
     folder = Path(folder) if folder is not None else cache_dir("open_clip_configs")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(config))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(config))
     open_clip.add_model_config(path)
     return name
 

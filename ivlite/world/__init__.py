@@ -12,7 +12,7 @@ shape moving over a dark background, captioned from a fixed template, in web-lik
 Example::
 
     clips, captions, qualities = make_dataset(256, seed=0)          # (256, 16, 3, 32, 32)
-    verdict = evaluate(clips[0], captions[0])
+    verdict = judge_clip(clips[0], captions[0])
     verdict.all_ok, verdict.frame_quality, verdict.temporal_consistency
 """
 
@@ -32,8 +32,8 @@ from .captions import (
 from .oracle import (
     OracleResult,
     analyse_frames,
-    evaluate,
-    evaluate_batch,
+    judge_clip,
+    judge_clips,
     judge_frame,
     preference,
     summarise,
@@ -43,6 +43,6 @@ from .render import CLEAN, Quality, make_dataset, render_clip, sample_quality
 __all__ = [
     "BACKGROUNDS", "CLEAN", "COLOURS", "MOTIONS", "SHAPES", "SPLITS", "OracleResult", "Quality",
     "Scene", "all_scenes", "analyse_frames", "base_training_scenes", "category_split",
-    "evaluate", "evaluate_batch", "judge_frame", "make_dataset", "preference", "render_clip",
+    "judge_clip", "judge_clips", "judge_frame", "make_dataset", "preference", "render_clip",
     "sample_quality", "split_categories", "split_scenes", "summarise",
 ]

@@ -15,7 +15,6 @@ config would otherwise sample on another noise schedule without a word).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import torch
 from safetensors.torch import load_file
 
 from ..common import save_safetensors
+
+from ..common import sha256
 
 MANIFEST = "manifest.json"
 ASSET_ROOT = Path(__file__).resolve().parent.parent / "assets"
@@ -67,14 +68,6 @@ def untrim_token_table(state: dict[str, torch.Tensor], key: str) -> dict[str, to
     table[ids] = rows
     state[key] = table
     return state
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 SHIPPED_PATTERNS = ("*/config.json", "*/model.safetensors", "*/scheduler_config.json",

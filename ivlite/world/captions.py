@@ -170,3 +170,25 @@ def base_training_scenes() -> list[Scene]:
 def all_scenes() -> list[Scene]:
     """All 6 x 3 x 4 x 2 = 144 scenes, in vocabulary order."""
     return scenes_for(all_categories())
+
+
+def world_splits(per_split: int = 4, seed: int = 0) -> dict[str, list[str]]:
+    """``per_split`` fixed prompts of each split (in_domain, held_out, out_of_domain), drawn with a
+    seeded permutation: the prompts ``ivlite demo`` reports on."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split in SPLITS:
+        scenes = split_scenes(split)
+        out[split] = [scenes[i].caption for i in rng.permutation(len(scenes))[:per_split]]
+    return out
+
+
+def is_world_prompt(prompt: str) -> bool:
+    """Whether ``prompt`` is a caption of the world's template (one the oracle can judge)."""
+    try:
+        Scene.from_caption(prompt)
+    except ValueError:
+        return False
+    return True

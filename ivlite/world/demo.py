@@ -19,7 +19,6 @@ interrupted demo continues where it stopped when run again on the same folder.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -27,17 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..common import resolve_device
+from .. import registry
+from ..common import atomic_write_json, resolve_device
 from ..config import Config
 from ..data import LatentClips
-from ..evaluation import RewardJudge, sample_videos, world_splits
-from ..lora import set_lora_scale
+from ..evaluation import sample_videos
+from ..judges import RewardJudge
+from ..method.lora import set_lora_scale
 from ..models import VideoModel
 from ..rewards import Reward
 from ..trainer import finetune
 from ..video_io import write_video
+from .captions import world_splits
 from .demo_files import METRICS, load_scores, save_scores, scores_path
-from .oracle import evaluate as oracle_evaluate
+from .oracle import judge_clip
 
 GIF_SCALE = 8
 """The GIFs' enlargement (nearest neighbour): 32x32 frames become 256x256."""
@@ -78,7 +80,7 @@ def score_split(model: VideoModel, reward: Reward, prompts: list[str], *, seeds:
             bar.update(1)
     clips = model.decode_video(torch.cat(latents)).transpose(1, 2).cpu()  # (N, F, 3, H, W)
     proxy = RewardJudge(reward, "proxy", segments)(clips, all_prompts).tolist()
-    verdicts = [oracle_evaluate(c.numpy(), p) for c, p in zip(clips, all_prompts)]
+    verdicts = [judge_clip(c.numpy(), p) for c, p in zip(clips, all_prompts)]
     summary = {
         "proxy_reward": _stats(proxy),
         "oracle_score": _stats([v.score for v in verdicts]),
@@ -189,9 +191,7 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, per_spl
     checkpoint (``config.resume`` is set) and scores the fine-tuned model again; the result is the
     one an uninterrupted run gives. ``metrics["phase_seconds"]`` times this call's phases.
     """
-    from ..models import load_video_model
-    from ..rewards import build_reward
-    from ..viz import before_after_figure
+    from .demo_figure import before_after_figure
 
     cfg = config or Config.preset("tiny-world", save_every=SAVE_EVERY)
     out = Path(out)
@@ -206,8 +206,9 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, per_spl
         phases[name] = round(now - since, 1)
         return now
 
-    model = model if model is not None else load_video_model(cfg.model)
-    reward = reward if reward is not None else build_reward(cfg.reward, cfg.reward_checkpoint)
+    model = model if model is not None else registry.load_model(cfg.model)
+    reward = reward if reward is not None else registry.build_reward(cfg.reward,
+                                                                     cfg.reward_checkpoint)
     device = resolve_device(cfg.device)  # where finetune puts them: score before and after there
     model.to(device)
     if isinstance(reward, torch.nn.Module):
@@ -257,9 +258,8 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, per_spl
                "seconds": round(time.time() - t0, 1), "phase_seconds": phases,
                "config": cfg.to_dict()}
     metrics["target"] = demo_target(metrics)
-    tmp = out / (METRICS + ".tmp")  # written last: its presence marks a finished demo
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, out / METRICS)
+    # Written last: its presence marks a finished demo.
+    atomic_write_json(out / METRICS, metrics, newline=False)
     return metrics
 
 

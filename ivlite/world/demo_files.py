@@ -15,15 +15,15 @@ line can check ``--out`` at once.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from ..common import atomic_write, is_temporary
 from ..config import ConfigError
 
 METRICS = "metrics.json"
 ENTRIES = {"before", "after", "run", "videos", "adapter", "reward_curve.png",
-           "before_after.png", METRICS, METRICS + ".tmp"}
-"""Every name the demo writes into its output folder."""
+           "before_after.png", METRICS}
+"""Every name the demo writes into its output folder (and temporaries of atomic writes)."""
 
 
 def check_out(out: Path, force: bool) -> bool:
@@ -40,10 +40,10 @@ def check_out(out: Path, force: bool) -> bool:
     if METRICS in names:
         raise ConfigError(f"--out {str(out)!r} holds a finished demo; pass --force to run it "
                           f"again from the start or choose another --out")
-    if not names <= ENTRIES:
+    unknown = sorted(n for n in names - ENTRIES if not is_temporary(n))
+    if unknown:
         raise ConfigError(f"--out {str(out)!r} is not empty and not a demo's folder (it holds "
-                          f"{sorted(names - ENTRIES)[0]!r}); pass --force to replace it or "
-                          f"choose another --out")
+                          f"{unknown[0]!r}); pass --force to replace it or choose another --out")
     return True
 
 
@@ -59,13 +59,10 @@ def save_scores(path: Path, clips, summary: dict, per_clip: list[dict], settings
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     meta = {"summary": json.dumps(summary), "per_clip": json.dumps(per_clip),
             "settings": json.dumps(settings, sort_keys=True)}
-    save_file({"clips": clips.detach().float().cpu().contiguous()}, tmp, metadata=meta)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tensors = {"clips": clips.detach().float().cpu().contiguous()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def load_scores(path: Path, settings: dict | None = None):

@@ -422,7 +422,7 @@ def temporal_consistency(frames: FrameAnalysis) -> tuple[float, dict[str, float]
 # ----------------------------------------------------------------------------- public verdicts
 
 
-def evaluate(clip: Any, caption: Scene | str) -> OracleResult:
+def judge_clip(clip: Any, caption: Scene | str) -> OracleResult:
     """Judge one clip (F, 3, H, W) in [-1, 1] (numpy or torch) against a caption or Scene."""
     scene = as_scene(caption)
     frames = analyse_frames(clip)
@@ -451,11 +451,11 @@ def evaluate(clip: Any, caption: Scene | str) -> OracleResult:
     )
 
 
-def evaluate_batch(clips: Any, captions: Sequence[Scene | str]) -> list[OracleResult]:
+def judge_clips(clips: Any, captions: Sequence[Scene | str]) -> list[OracleResult]:
     """Judge a batch (N, F, 3, H, W) against N captions."""
     if len(clips) != len(captions):
         raise ValueError(f"{len(clips)} clips but {len(captions)} captions")
-    return [evaluate(clip, caption) for clip, caption in zip(clips, captions)]
+    return [judge_clip(clip, caption) for clip, caption in zip(clips, captions)]
 
 
 def summarise(results: Sequence[OracleResult]) -> dict[str, float]:
@@ -470,7 +470,7 @@ def preference(clip_a: Any, clip_b: Any, caption: Scene | str) -> int:
 
     Compares :attr:`OracleResult.score` (text alignment first, then quality); ties go to ``a``.
     """
-    return 0 if evaluate(clip_a, caption).score >= evaluate(clip_b, caption).score else 1
+    return 0 if judge_clip(clip_a, caption).score >= judge_clip(clip_b, caption).score else 1
 
 
 def judge_frame(frame: Any, caption: Scene | str) -> float:

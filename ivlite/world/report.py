@@ -9,7 +9,7 @@ import torch
 from ..evaluation import sample_videos
 from ..models import VideoModel
 from .captions import Scene
-from .oracle import evaluate as oracle_evaluate
+from .oracle import judge_clip
 from .oracle import summarise
 
 
@@ -32,6 +32,6 @@ def oracle_report(model: VideoModel, scenes: list[Scene], *, samples: int = 48, 
     prompts = [scenes[order[i % len(scenes)]].caption for i in range(samples)]
     clips = sample_clips(model, prompts, ddim_steps=ddim_steps, guidance_scale=guidance_scale,
                          seed=seed, num_frames=num_frames)
-    results = [oracle_evaluate(clip.numpy(), prompt) for clip, prompt in zip(clips, prompts)]
+    results = [judge_clip(clip.numpy(), prompt) for clip, prompt in zip(clips, prompts)]
     return {"samples": samples, "ddim_steps": ddim_steps, "guidance_scale": guidance_scale,
             **summarise(results)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ivlite.ddim import sample_noise
+from ivlite.method.ddim import sample_noise
 from ivlite.models import VideoModel
 from ivlite.world.captions import Scene
 
@@ -144,7 +144,7 @@ def first_step_travel(model: VideoModel, prompts: list[str], *, t: int | None = 
     from ivlite.world.oracle import analyse_frames
 
     if t is None:
-        from ivlite.ddim import ddim_scheduler
+        from ivlite.method.ddim import ddim_scheduler
 
         t = int(ddim_scheduler(model.scheduler, 20).timesteps[0])
     gen = torch.Generator().manual_seed(seed)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ivlite.models import VideoModel
-from ivlite.world.oracle import evaluate as oracle_evaluate
+from ivlite.world.oracle import judge_clip
 from ivlite.world.report import oracle_report, sample_clips
 
 
@@ -133,7 +133,7 @@ def sample_grid(model: VideoModel, path: str | Path, *, per_split: int = 2, ddim
     clips = sample_clips(model, prompts, ddim_steps=ddim_steps, guidance_scale=guidance_scale,
                          seed=seed)
     for prompt, split, clip in zip(prompts, splits, clips):
-        v = oracle_evaluate(clip.numpy(), prompt)
+        v = judge_clip(clip.numpy(), prompt)
         seen = " ".join(x or "?" for x in (v.colour, v.shape, v.motion))
         labels.append(f"[{split}] {prompt}\n(oracle sees: {seen})")
     frames = list(range(0, clips.shape[1], 2))

@@ -41,7 +41,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -52,6 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ivlite.common import atomic_write_json
 from ivlite.rewards.clip import CLIP_MEAN, CLIP_STD, ClipReward
 from ivlite.world.assets import load_weights, save_weights
 from ivlite.world.captions import (
@@ -404,15 +404,6 @@ def as_reward(model: torch.nn.Module) -> ClipReward:
     return ClipReward(copy.deepcopy(model), tiny_hps_tokenizer())
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- training loop
 
 
@@ -500,7 +491,7 @@ def finish(out: Path, model: torch.nn.Module, settings: Settings, state: dict,
                "mean_pairwise_accuracy": float(np.mean([final[s]["pairwise_accuracy"]
                                                         for s in SPLITS]))}
     print(f"final: {compact(final)}", flush=True)
-    write_json_atomic(out / METRICS_FILE, metrics)
+    atomic_write_json(out / METRICS_FILE, metrics)
     config = {
         "clip": TINY_HPS_CONFIG,
         "score": "cosine similarity of L2-normalised image and text features (HPSv2), frames "
@@ -514,7 +505,7 @@ def finish(out: Path, model: torch.nn.Module, settings: Settings, state: dict,
         "parameters": parameter_counts(model),
         "metrics": metrics,
     }
-    write_json_atomic(out / CONFIG_FILE, config)
+    atomic_write_json(out / CONFIG_FILE, config)
     return metrics
 
 

@@ -10,15 +10,14 @@ same trajectory as an uninterrupted one.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from ivlite.common import save_safetensors, seeded_generator, truncate_jsonl
-from ivlite.state import optimizer_from_files, optimizer_to_files
+from ivlite.common import atomic_write_dir, save_safetensors, seeded_generator, truncate_jsonl
+from ivlite.run_state import optimizer_from_files, optimizer_to_files
 
 
 def step_rng(seed: int, step: int, stream: str = "") -> torch.Generator:
@@ -27,22 +26,17 @@ def step_rng(seed: int, step: int, stream: str = "") -> torch.Generator:
 
 def save_state(run_dir: Path, step: int, modules: dict[str, torch.nn.Module],
                optimizer: torch.optim.Optimizer, info: dict) -> None:
-    """Atomically replace ``run_dir/state`` with the current modules, optimizer and ``info``."""
-    final, tmp = run_dir / "state", run_dir / ".state.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, module in modules.items():
-        save_safetensors({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
-                  tmp / f"{name}.safetensors")
-    tensors, rest = optimizer_to_files(optimizer)
-    save_safetensors(tensors, tmp / "optimizer.safetensors")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": rest, **info}))
-    old = run_dir / ".state.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    """Atomically replace ``run_dir/state`` with the current modules, optimizer and ``info``
+    (the previous state is ``.state.old`` until the new one is in place)."""
+    def fill(tmp: Path) -> None:
+        for name, module in modules.items():
+            save_safetensors({k: v.detach().cpu().contiguous()
+                              for k, v in module.state_dict().items()}, tmp / f"{name}.safetensors")
+        tensors, rest = optimizer_to_files(optimizer)
+        save_safetensors(tensors, tmp / "optimizer.safetensors")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": rest, **info}))
+
+    atomic_write_dir(run_dir / "state", fill)
 
 
 def load_state(run_dir: Path, modules: dict[str, torch.nn.Module],
@@ -66,8 +60,8 @@ def has_state(run_dir: Path) -> bool:
 
 def remove_state(run_dir: Path) -> None:
     """Delete the resumable state (a finished run ships only its exported weights)."""
-    for name in ("state", ".state.old", ".state.tmp"):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
+    for folder in [run_dir / "state", run_dir / ".state.old", *run_dir.glob(".state.*.tmp")]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def append_log(run_dir: Path, record: dict) -> None:

@@ -20,6 +20,7 @@ import functools
 import torch
 import torch.utils.checkpoint
 
+
 _MARK = "_ivlite_checkpointed"
 LAYER_LISTS = ("resnets", "attentions", "temp_convs", "temp_attentions")
 GRANULARITIES = ("layer", "block")
@@ -90,8 +91,3 @@ def enable_vae_checkpointing(vae: torch.nn.Module) -> torch.nn.Module:
     if getattr(vae, "_supports_gradient_checkpointing", False):
         vae.enable_gradient_checkpointing()
     return vae
-
-
-def decoder_checkpoints_itself(vae: torch.nn.Module) -> bool:
-    """True when the VAE's decoder recomputes its own blocks in backward."""
-    return bool(getattr(getattr(vae, "decoder", None), "gradient_checkpointing", False))

@@ -8,30 +8,21 @@ model starts exactly at the base model. The down-matrix A starts as ``init`` say
 ``UNet3DConditionModel`` has no ``add_adapter``, so adapters are injected with
 ``peft.inject_adapter_in_model``.
 
-An adapter folder holds ``adapter_config.json`` (peft's ``LoraConfig``) and
-``adapter_model.safetensors`` (keys as ``peft.get_peft_model_state_dict`` names them, e.g.
-``down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight``).
+The weights under peft's standard names (:func:`lora_state_dict`, e.g.
+``down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight``) are what an adapter
+folder holds (:mod:`ivlite.adapters` writes and reads them).
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Sequence
 
 import torch
-from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, \
-    set_peft_model_state_dict
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTunerLayer
-from safetensors.torch import load_file
-
-from .common import save_safetensors
 
 ADAPTER_NAME = "default"
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
-WEIGHTS_FILE = "adapter_model.safetensors"
-CONFIG_FILE = "adapter_config.json"
 LORA_INITS = {"official": "gaussian", "peft": True}
 """``lora_init`` -> peft's ``init_lora_weights``. ``official``: A ~ N(0, std = 1/rank), as the
 official code's LoRA (VGen ``unet_lora.py``) draws its down matrix; peft's ``gaussian`` is exactly
@@ -86,97 +77,6 @@ def lora_state_dict(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
     """LoRA weights under peft's standard names (adapter name stripped), detached, contiguous."""
     state = get_peft_model_state_dict(unet, adapter_name=ADAPTER_NAME)
     return {k: v.detach().contiguous() for k, v in state.items()}
-
-
-def save_adapter(unet: torch.nn.Module, folder: str | Path, metadata: dict | None = None) -> Path:
-    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``folder``.
-
-    Each file is written under a temporary name, flushed to disk and renamed over the old one, so
-    a crash mid-write leaves the previous file (or none), never half a file.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = unet.peft_config[ADAPTER_NAME]
-    state = {k: v.to("cpu") for k, v in lora_state_dict(unet).items()}
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_safetensors(state, tmp, metadata={"format": "pt", **(metadata or {})})
-    _replace_durably(tmp, folder / WEIGHTS_FILE)
-    config_dict = config.to_dict()
-    config_dict["target_modules"] = sorted(config_dict["target_modules"])
-    tmp = folder / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(config_dict, indent=2, default=str))
-    _replace_durably(tmp, folder / CONFIG_FILE)
-    return folder
-
-
-def _replace_durably(tmp: Path, final: Path) -> None:
-    """fsync ``tmp`` and rename it to ``final`` (atomic on POSIX and Windows)."""
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-
-
-def read_adapter(folder: str | Path) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
-    """Read an adapter folder; clear errors for a missing or unreadable file."""
-    folder = Path(folder)
-    expected = f"expected a folder with {CONFIG_FILE} and {WEIGHTS_FILE} (finetune writes " \
-               f"run/adapter)"
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"adapter {str(folder)!r} is a file; {expected}")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"adapter {str(folder)!r} does not exist: {expected}")
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"adapter {str(folder)!r} has no {name}")
-    try:
-        data = json.loads((folder / CONFIG_FILE).read_text())
-        if not isinstance(data, dict):
-            raise ValueError(f"{CONFIG_FILE} holds a {type(data).__name__}, not an object")
-        _check_adapter_fields(data)
-        config = LoraConfig(**{k: v for k, v in data.items()
-                               if k in LoraConfig.__dataclass_fields__})
-        state = load_file(folder / WEIGHTS_FILE)
-    except Exception as err:
-        from .config import first_line
-
-        raise ValueError(f"adapter {str(folder)!r} is corrupt or unreadable: "
-                         f"{first_line(err)}") from None
-    return config, state
-
-
-def _check_adapter_fields(data: dict) -> None:
-    """ValueError for adapter_config.json values of the wrong type, which peft would accept and
-    fail on later, deep inside the model, with a traceback."""
-    def number(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    targets = data.get("target_modules")
-    checks = (("r", isinstance(data.get("r"), int) and not isinstance(data.get("r"), bool)
-               and data.get("r") >= 1, "an integer >= 1"),
-              ("lora_alpha", number(data.get("lora_alpha")) and data.get("lora_alpha") > 0,
-               "a number > 0"),
-              ("target_modules", isinstance(targets, str) or (
-                  isinstance(targets, list) and targets and all(isinstance(t, str) and t
-                                                                for t in targets)),
-               "a non-empty list of module names"),
-              ("lora_dropout", number(data.get("lora_dropout", 0.0))
-               and 0 <= data.get("lora_dropout", 0.0) < 1, "a number in [0, 1)"))
-    for key, ok, allowed in checks:
-        if not ok:
-            raise ValueError(f"{CONFIG_FILE}: {key}={data.get(key)!r}; allowed: {allowed}")
-
-
-def load_adapter(unet: torch.nn.Module, folder: str | Path) -> torch.nn.Module:
-    """Inject (if needed) and load an adapter; every key must match the model, or ValueError."""
-    config, state = read_adapter(folder)
-    if not has_lora(unet):
-        try:
-            add_lora(unet, config)
-        except ValueError as err:  # its target modules do not exist in this UNet
-            raise ValueError(f"adapter {str(folder)!r} does not fit this UNet: {err}") from None
-    check_adapter_state(unet, state, f"adapter {str(folder)!r}")
-    set_peft_model_state_dict(unet, state, adapter_name=ADAPTER_NAME)
-    return unet
 
 
 def check_adapter_state(unet: torch.nn.Module, state: dict[str, torch.Tensor], source: str

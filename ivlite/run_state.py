@@ -4,8 +4,8 @@ A checkpoint is a folder ``checkpoints/step-000010/`` holding the adapter (peft 
 optimizer's tensors (``optimizer.safetensors``) and everything else as JSON
 (``training_state.json``: step, optimizer hyper-parameters, LR-scheduler and loss-scaler state).
 It is written into a temporary folder and renamed into place, then ``latest.json`` is replaced
-atomically: a crash at any moment leaves the previous checkpoint intact and ``latest.json``
-pointing at a complete folder.
+atomically (:mod:`ivlite.common`'s atomic writes): a crash at any moment leaves the previous
+checkpoint intact and ``latest.json`` pointing at a complete folder.
 
 There is no random-number state to save: every random draw of step ``n`` comes from a generator
 seeded with (seed, n, micro-batch, process), so resuming at step ``n`` replays exactly what an
@@ -15,28 +15,17 @@ uninterrupted run would have drawn.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file
 
-from .common import save_safetensors
+from .adapters import read_adapter, save_adapter
+from .common import atomic_write_dir, atomic_write_json, save_safetensors
 from .config import first_line
-from .lora import read_adapter, save_adapter
 
 LATEST = "latest.json"
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -65,26 +54,25 @@ def save_checkpoint(run_dir: str | Path, step: int, unet: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, extra: dict, keep: int = 2) -> Path:
     """Write checkpoint ``step`` atomically, point ``latest.json`` at it, keep the newest ``keep``.
 
-    Order matters: the folder is complete and on disk before it gets its final name, and it is
-    complete under that name before ``latest.json`` points at it. A kill at any moment leaves
-    ``latest.json`` pointing at a complete checkpoint (or absent if none was finished).
+    Order matters: the folder is complete and on disk before it gets its final name
+    (:func:`ivlite.common.atomic_write_dir`), and it is complete under that name before
+    ``latest.json`` points at it. A kill at any moment leaves ``latest.json`` pointing at a
+    complete checkpoint (or absent if none was finished). A folder of the same step left by a run
+    killed before it updated ``latest.json`` is not the latest, and is replaced.
     """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
-    tmp = root / f".tmp-step-{step:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_adapter(unet, tmp)
-    tensors, rest = optimizer_to_files(optimizer)
-    save_safetensors(tensors, tmp / "optimizer.safetensors")
-    _write_json(tmp / "training_state.json", {"step": step, "optimizer": rest, **extra})
-    _fsync_files(tmp)
-    if final.exists():  # left by a run killed before it updated latest.json: not the latest
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(root)
-    _write_json(root / LATEST, {"step": step, "folder": final.name})
-    _fsync_dir(root)
+
+    def fill(tmp: Path) -> None:
+        save_adapter(unet, tmp)
+        tensors, rest = optimizer_to_files(optimizer)
+        save_safetensors(tensors, tmp / "optimizer.safetensors")
+        (tmp / "training_state.json").write_text(
+            json.dumps({"step": step, "optimizer": rest, **extra}, indent=2))
+
+    atomic_write_dir(final, fill)
+    atomic_write_json(root / LATEST, {"step": step, "folder": final.name}, newline=False)
     _prune(root, step, keep)
     return final
 
@@ -95,7 +83,7 @@ def _prune(root: Path, step: int, keep: int) -> None:
     folders = sorted(root.glob("step-*"))
     current = [f for f in folders if _step_of(f) is not None and _step_of(f) <= step]
     doomed = current[:-keep] + [f for f in folders if f not in current]
-    doomed += [f for f in root.glob(".tmp-step-*")]
+    doomed += list(root.glob(".step-*.tmp")) + list(root.glob(".step-*.old"))
     for old in doomed:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -105,26 +93,6 @@ def _step_of(folder: Path) -> int | None:
         return int(folder.name.split("-", 1)[1])
     except (IndexError, ValueError):
         return None
-
-
-def _fsync_files(folder: Path) -> None:
-    for path in folder.iterdir():
-        with open(path, "rb") as fh:
-            os.fsync(fh.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import torch
 import torch.utils.checkpoint
 
-from .checkpointing import decoder_checkpoints_itself
-
 
 def segment_bounds(num_frames: int, segments: int) -> list[tuple[int, int]]:
     """Half-open [start, end) frame ranges of the S segments; equal when S divides F."""
@@ -52,10 +50,15 @@ def decode_segments(vae: torch.nn.Module, latents: torch.Tensor, indices: torch.
 
     ``use_checkpoint`` recomputes the decoder's activations in backward: at 256x256 the SD decoder
     stores about a gigabyte of activations per frame otherwise. A decoder that checkpoints its own
-    blocks (:func:`ivlite.checkpointing.enable_vae_checkpointing`) is called as it is; any other is
+    blocks (:func:`ivlite.grad_checkpointing.enable_vae_checkpointing`) is called as it is; any other is
     checkpointed as a whole.
     """
     z = gather_frames(latents, indices).to(vae.dtype) / vae.config.scaling_factor
     if use_checkpoint and torch.is_grad_enabled() and not decoder_checkpoints_itself(vae):
         return torch.utils.checkpoint.checkpoint(lambda x: vae.decode(x).sample, z, use_reentrant=False)
     return vae.decode(z).sample
+
+
+def decoder_checkpoints_itself(vae: torch.nn.Module) -> bool:
+    """True when the VAE's decoder recomputes its own blocks in backward."""
+    return bool(getattr(getattr(vae, "decoder", None), "gradient_checkpointing", False))

@@ -4,7 +4,8 @@ clean latents x_0 --q(x_t|x_0)--> x_{t_start} --partial DDIM chain, grad in last
 --SegVR: pick S frames, decode only those--> frames --reward r(frame, caption)--> scores
 --TAR: R = (1/S) sum_s c(j_s) r_s--> loss = mean(1 - R).
 
-The same function runs every ablation and baseline through the config: ``chain="full"`` (DRaFT-K:
+The same function runs every ablation and baseline through :class:`.settings.MethodSettings`
+(``Config.method()`` of a run): ``chain="full"`` (DRaFT-K:
 from pure noise through all D steps), ``segments=F, frame_sampling="first"`` (every frame, no
 SegVR), ``segments=1`` (one random frame), ``lambda_tar=0`` (no TAR).
 """
@@ -16,11 +17,10 @@ from typing import Sequence
 
 import torch
 
-from .config import Config
 from .editing import edit, generate
-from .models import VideoModel
-from .rewards import Reward
+from .protocols import Reward, TextToVideoModel
 from .segvr import decode_segments, sample_frame_indices
+from .settings import MethodSettings
 from .tar import reward_loss, video_reward
 
 
@@ -38,28 +38,28 @@ class ObjectiveOutput:
     """Guided UNet evaluations in the chain (each a batch of 2B clips with guidance)."""
 
 
-def instructvideo_objective(model: VideoModel, reward: Reward, x0: torch.Tensor,
-                            prompts: Sequence[str], cfg: Config, *,
+def instructvideo_objective(model: TextToVideoModel, reward: Reward, x0: torch.Tensor,
+                            prompts: Sequence[str], settings: MethodSettings, *,
                             generator: torch.Generator | None = None) -> ObjectiveOutput:
     """Loss of one batch: x0 (B, C, F, h, w) clean latents, ``prompts`` B captions."""
     b, _, f = x0.shape[:3]
     cond = model.encode_prompts(list(prompts))
     uncond = model.encode_prompts([""])  # empty-string negative, as the official code
-    chain_kw = dict(ddim_steps=cfg.ddim_steps, grad_steps=cfg.grad_steps,
-                    guidance_scale=cfg.guidance_scale, eta=cfg.eta, generator=generator)
-    if cfg.chain == "edit":
-        out = edit(model.unet, model.scheduler, x0, cond, uncond, tau=cfg.tau,
-                   offset_noise=cfg.offset_noise, **chain_kw)
+    chain_kw = dict(ddim_steps=settings.ddim_steps, grad_steps=settings.grad_steps,
+                    guidance_scale=settings.guidance_scale, eta=settings.eta, generator=generator)
+    if settings.chain == "edit":
+        out = edit(model.unet, model.scheduler, x0, cond, uncond, tau=settings.tau,
+                   offset_noise=settings.offset_noise, **chain_kw)
     else:
         out = generate(model.unet, model.scheduler, tuple(x0.shape), cond, uncond,
                        device=x0.device, dtype=x0.dtype, **chain_kw)
-    indices = sample_frame_indices(b, f, cfg.segments, cfg.frame_sampling, generator=generator,
-                                   device=x0.device)
+    indices = sample_frame_indices(b, f, settings.segments, settings.frame_sampling,
+                                   generator=generator, device=x0.device)
     frames = decode_segments(model.vae, out.latents, indices,
-                             use_checkpoint=cfg.gradient_checkpointing)
+                             use_checkpoint=settings.checkpoint_decoder)
     s = indices.shape[1]
     scores = reward(frames, [p for p in prompts for _ in range(s)]).view(b, s)
     if scores.dtype in (torch.float16, torch.bfloat16):  # sum the weighted reward in fp32
         scores = scores.float()
-    r = video_reward(scores, indices, f, cfg.lambda_tar, cfg.tar_normalize)
+    r = video_reward(scores, indices, f, settings.lambda_tar, settings.tar_normalize)
     return ObjectiveOutput(reward_loss(r), r.detach(), scores.detach(), indices, out.unet_calls)
