@@ -35,7 +35,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ivlite.config import edit_step_count
+from ivlite.method.settings import edit_step_count
 
 RESULTS_ENV = "IVLITE_RESULTS"
 FILES = {

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .method.settings import MethodSettings
+from .method.settings import MethodSettings, edit_step_count
 
 PAPER = MethodSettings()
 """The method's settings as the paper and the authors' training config have them."""
@@ -35,15 +35,6 @@ def is_device_name(name: object) -> bool:
     by :func:`ivlite.common.resolve_device`)."""
     return isinstance(name, str) and (name in ("auto", "cpu", "cuda") or (
         name.startswith("cuda:") and name[5:].isdigit()))
-
-
-def edit_step_count(tau: float, ddim_steps: int) -> int:
-    """int(tau * D), the editing chain's length (Eq. 4), computed exactly: a product within 1e-9
-    of a whole number is that number (0.29 * 100 is 28.999999999999996 in floating point, and
-    means 29 steps); otherwise its floor, as ``VideoToVideoSDPipeline``'s strength."""
-    product = tau * ddim_steps
-    nearest = round(product)
-    return int(nearest) if abs(product - nearest) <= 1e-9 else math.floor(product)
 
 
 class ConfigError(ValueError):
@@ -156,7 +147,7 @@ class Config:
     @property
     def edit_steps(self) -> int:
         """Number of DDIM steps the chain runs: int(tau * D) when editing (computed exactly:
-        :func:`edit_step_count`), D for the full chain."""
+        :func:`ivlite.method.settings.edit_step_count`), D for the full chain."""
         return self.ddim_steps if self.chain == "full" else edit_step_count(self.tau,
                                                                             self.ddim_steps)
 

@@ -176,8 +176,9 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
     :func:`ivlite.registry.build_judge` or a callable; ``None`` skips it), the verdict of
     :func:`ivlite.registry.oracle` when ``oracle`` (``None``: when it covers every prompt), a
     temporal-consistency measure (the oracle's where it judges, and :func:`flicker` always) and
-    per-prompt means; with ``train_captions``, how many of the split's prompts are training captions (``train_overlap``,
-    :func:`ivlite.prompts.training_overlap`). Returns a JSON-able dict.
+    per-prompt means; with ``train_captions``, how many of the split's prompts are training
+    captions (``train_overlap``, :func:`ivlite.prompts.training_overlap`). Returns a JSON-able
+    dict.
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (clips per prompt)")

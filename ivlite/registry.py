@@ -78,7 +78,8 @@ REWARDS: dict[str, Callable[[str | None], Reward]] = {
     "pickscore": lambda ckpt: pickscore_reward(ckpt),
 }
 READS_CHECKPOINT: set[str] = {"hpsv2", "hpsv2.1", WORLD_REWARD, "pickscore"}
-"""Rewards whose factory reads a checkpoint (the others build fixed weights and would ignore one)."""
+"""Rewards whose factory reads a checkpoint (the others build fixed weights and would ignore
+one)."""
 
 
 def register_reward(name: str, factory: Callable[[str | None], Reward], *,

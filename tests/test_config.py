@@ -106,7 +106,7 @@ def test_text_fields_take_the_text_as_typed_on_the_command_line(tmp_path):
 def test_tau_times_d_is_counted_exactly(tau, ddim_steps, steps):
     """int(tau * D) is the editing chain's length (Eq. 4): the config, the chain and the cost
     model agree on it, without floating-point error."""
-    from ivlite.config import edit_step_count
+    from ivlite.method.settings import edit_step_count
     from ivlite.method.ddim import chain_timesteps, start_timestep
     from ivlite.models import modelscope_scheduler
 

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from diffusers import DDIMScheduler
 
-from .config import edit_step_count
+from .settings import edit_step_count
 
 
 def ddim_scheduler(base: DDIMScheduler | dict, ddim_steps: int) -> DDIMScheduler:
@@ -31,7 +31,7 @@ def ddim_scheduler(base: DDIMScheduler | dict, ddim_steps: int) -> DDIMScheduler
 
 def chain_timesteps(scheduler: DDIMScheduler, ddim_steps: int, tau: float = 1.0) -> torch.Tensor:
     """The timesteps an editing chain of strength ``tau`` visits: the last int(tau * D) of the grid
-    (computed exactly, :func:`ivlite.config.edit_step_count`: tau = 0.29, D = 100 gives 29).
+    (computed exactly, :func:`.settings.edit_step_count`: tau = 0.29, D = 100 gives 29).
 
     This is ``VideoToVideoSDPipeline.get_timesteps`` and the paper's Eq. 4 start:
     tau = 0.6, D = 20 on the ModelScope grid (951, 901, ..., 1) gives 551, 501, ..., 1 (12 steps).

@@ -6,6 +6,7 @@ the paper's values (arXiv 2312.12490 and the authors' training config) are the d
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -36,3 +37,12 @@ class MethodSettings:
     """Divide by the sum of TAR weights instead of S (the paper does not normalise)."""
     checkpoint_decoder: bool = True
     """Recompute the VAE decoder's activations in backward (memory for time, same gradient)."""
+
+
+def edit_step_count(tau: float, ddim_steps: int) -> int:
+    """int(tau * D), the editing chain's length (Eq. 4), computed exactly: a product within 1e-9
+    of a whole number is that number (0.29 * 100 is 28.999999999999996 in floating point, and
+    means 29 steps); otherwise its floor, as ``VideoToVideoSDPipeline``'s strength."""
+    product = tau * ddim_steps
+    nearest = round(product)
+    return int(nearest) if abs(product - nearest) <= 1e-9 else math.floor(product)
