@@ -35,11 +35,13 @@ import torch
 
 from benchmarks.settings import machine_info
 from ivlite.config import LORA_INITS, Config
-from ivlite.evaluation import RewardJudge, sample_clips_batched, world_splits
+from ivlite.evaluation import sample_clips_batched
+from ivlite.judges import RewardJudge
 from ivlite.method.lora import add_lora, lora_config
-from ivlite.rewards import build_reward
+from ivlite.registry import build_reward
 from ivlite.trainer import finetune
-from ivlite.world.oracle import evaluate as oracle_evaluate
+from ivlite.world.captions import world_splits
+from ivlite.world.oracle import judge_clip
 from ivlite.world.tiny_models import load_tiny_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +117,7 @@ def score_clips(model, judge: RewardJudge, splits: dict[str, list[str]], clips: 
         video = sample_clips_batched(model, items, seeds, num_frames=16, height=32, width=32,
                                      ddim_steps=20, guidance_scale=3.0)
         out[split] = {"proxy_reward": judge(video, items).tolist(),
-                      "oracle_score": [oracle_evaluate(c.numpy(), p).score
+                      "oracle_score": [judge_clip(c.numpy(), p).score
                                        for c, p in zip(video, items)]}
     return out
 
