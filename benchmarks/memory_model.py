@@ -180,7 +180,7 @@ def run_step(cfg, model, reward, tracker, *, gpu: str | None):
     with tracker, emulation:
         tracker.track([x0])
         tracker.phase("weights")
-        out = instructvideo_objective(model, reward, x0, [PROMPT] * cfg.batch_size, cfg,
+        out = instructvideo_objective(model, reward, x0, [PROMPT] * cfg.batch_size, cfg.method(),
                                       generator=gen)
         tracker.phase("reward backward")
         (out.loss / cfg.grad_accum).backward()
