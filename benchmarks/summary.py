@@ -47,11 +47,39 @@ def table(results: dict) -> str:
                               "from fixed noise; intervals over prompts.")
 
 
+def demo_table(folder: Path) -> str:
+    """Paired gains of an ``ivlite demo`` run, per split, over its clips (the same prompt and
+    noise before and after), from the per-clip scores the demo saves in ``before/`` and
+    ``after/``."""
+    from safetensors import safe_open
+
+    def per_clip(when: str, split: str) -> list[dict]:
+        with safe_open(str(folder / when / f"{split}.safetensors"), framework="pt") as fh:
+            return json.loads(fh.metadata()["per_clip"])
+
+    rows = ["| split | clips | proxy reward gain | oracle score gain |", "|---|---|---|---|"]
+    for split, name in SPLITS.items():
+        before, after = per_clip("before", split), per_clip("after", split)
+        if [c["prompt"] for c in before] != [c["prompt"] for c in after]:
+            raise SystemExit(f"summary.py: {folder} holds unpaired clips for {split}")
+        cells = [paired_gain([b[k] for b in before], [a[k] for a in after]).text()
+                 for k in ("proxy_reward", "oracle_score")]
+        rows.append(f"| {name} | {len(before)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="*", type=Path,
                    help="ablation result files (default: the README's)")
+    p.add_argument("--demo", type=Path, help="an ivlite demo folder: its gains per split")
     args = p.parse_args(argv)
+    if args.demo is not None:
+        if not (args.demo / "metrics.json").is_file():
+            raise SystemExit(f"summary.py: --demo {args.demo} is not a finished ivlite demo "
+                             f"folder (no metrics.json)")
+        print(demo_table(args.demo))
+        return
     files = args.files or [RESULTS / f"{stem}.json" for stem in DEFAULT_FILES]
     for path in files:
         if not path.is_file():
