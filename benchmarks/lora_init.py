@@ -35,7 +35,7 @@ import torch
 
 from benchmarks.settings import machine_info
 from ivlite.config import LORA_INITS, Config
-from ivlite.evaluation import sample_clips_batched
+from ivlite.evaluation import sample_clips
 from ivlite.judges import RewardJudge
 from ivlite.method.lora import add_lora, lora_config
 from ivlite.registry import build_reward
@@ -114,8 +114,8 @@ def score_clips(model, judge: RewardJudge, splits: dict[str, list[str]], clips: 
     for split, prompts in splits.items():
         items = [p for _ in range(clips) for p in prompts]
         seeds = [EVAL_SEED + k for k in range(len(items))]
-        video = sample_clips_batched(model, items, seeds, num_frames=16, height=32, width=32,
-                                     ddim_steps=20, guidance_scale=3.0)
+        video = sample_clips(model, items, seeds, num_frames=16, height=32, width=32,
+                             ddim_steps=20, guidance_scale=3.0, batch_size=4)
         out[split] = {"proxy_reward": judge(video, items).tolist(),
                       "oracle_score": [judge_clip(c.numpy(), p).score
                                        for c, p in zip(video, items)]}

@@ -2,7 +2,7 @@
 
 One clip is 16 frames of 32x32: a 20-step DDIM chain with classifier-free guidance (20 UNet
 evaluations, each on a batch of 2: conditional and unconditional) and one VAE decode, exactly what
-``ivlite.world.report.sample_clips`` and ``ivlite demo`` run. For each torch thread count it times
+``ivlite.evaluation.sample_clips`` and ``ivlite demo`` run. For each torch thread count it times
 ``--clips`` clips one at a time (the median and the spread of the wall time, and the process's CPU
 time per clip) and one batch of ``--batch`` clips (the wall time per clip), after one untimed
 warm-up clip. Writes ``benchmarks/results/sample_speed_tiny.json`` (``--out``) with the machine
@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 from benchmarks.settings import machine_info
-from ivlite.world.report import sample_clips
+from ivlite.evaluation import sample_clips
 from ivlite.world.tiny_models import load_tiny_world
 
 PROMPT = "a red circle moving left"
@@ -67,7 +67,8 @@ def measure(model, threads: int, clips: int, batch: int, ddim_steps: int,
             guidance_scale: float) -> dict:
     torch.set_num_threads(threads)
     sample = lambda prompts, seed: sample_clips(model, prompts, ddim_steps=ddim_steps,  # noqa: E731
-                                                guidance_scale=guidance_scale, seed=seed)
+                                                guidance_scale=guidance_scale, seed=seed,
+                                                height=32, width=32)
     sample([PROMPT], 0)  # warm-up: first-call allocations and kernel selection
     walls, cpus = zip(*(_timed(lambda i=i: sample([PROMPT], i + 1)) for i in range(clips)))
     batch_wall, _ = _timed(lambda: sample([PROMPT] * batch, 100))

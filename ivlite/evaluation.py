@@ -41,19 +41,50 @@ from .rewards import Reward
 
 @torch.no_grad()
 @unet_in_eval_mode
-def sample_videos(model: VideoModel, prompts: Sequence[str], *, num_frames: int = 16,
-                  height: int = 256, width: int = 256, ddim_steps: int = 20,
-                  guidance_scale: float = 3.0, seed: int = 0) -> torch.Tensor:
-    """Latents (N, C, F, h, w) of one clip per prompt; clip i uses generator seed ``seed + i``.
-    The UNet runs in eval mode (no dropout) and gets its caller's mode back after."""
+def sample_videos(model: VideoModel, prompts: Sequence[str], seeds: Sequence[int] | None = None,
+                  *, seed: int = 0, num_frames: int = 16, height: int = 256, width: int = 256,
+                  ddim_steps: int = 20, guidance_scale: float = 3.0,
+                  batch_size: int = 1) -> torch.Tensor:
+    """Latents (N, C, F, h, w), one clip per prompt, from pure noise through the full
+    ``ddim_steps`` DDIM chain (eta 0, classifier-free guidance with the empty prompt), the UNet in
+    eval mode (the caller's mode comes back after).
+
+    Clip i starts from the noise of generator seed ``seeds[i]`` (default ``seed + i``), drawn on
+    its own whatever the batching; ``batch_size`` clips then share each UNet call (DDIM with
+    eta = 0 is deterministic, so batching changes the result only at float rounding).
+    """
+    seeds = [seed + i for i in range(len(prompts))] if seeds is None else list(seeds)
+    if len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts; give one per prompt")
     uncond = model.encode_prompts([""])
+    shape = model.latent_shape(1, num_frames, height, width)
     out = []
-    for i, prompt in enumerate(prompts):
-        gen = torch.Generator().manual_seed(seed + i)
-        shape = model.latent_shape(1, num_frames, height, width)
-        out.append(generate(model.unet, model.scheduler, shape, model.encode_prompts([prompt]),
-                            uncond, ddim_steps=ddim_steps, guidance_scale=guidance_scale,
-                            generator=gen, device=model.device).latents)
+    for start in range(0, len(prompts), batch_size):
+        noise = torch.cat([sample_noise(shape, generator=torch.Generator().manual_seed(int(s)),
+                                        device=model.device)
+                           for s in seeds[start:start + batch_size]])
+        cond = model.encode_prompts(list(prompts[start:start + batch_size]))
+        out.append(generate(model.unet, model.scheduler, tuple(noise.shape), cond, uncond,
+                            ddim_steps=ddim_steps, guidance_scale=guidance_scale, noise=noise,
+                            device=model.device).latents)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+@unet_in_eval_mode
+def sample_clips(model: VideoModel, prompts: Sequence[str], seeds: Sequence[int] | None = None,
+                 *, batch_size: int = 1, **settings) -> torch.Tensor:
+    """:func:`sample_videos` decoded: clips (N, F, 3, H, W) in [-1, 1] on the CPU (the layout of
+    the tiny world's renderer and of the judges), ``batch_size`` clips sampled and decoded at a
+    time. ``settings``: seed, num_frames, height, width, ddim_steps, guidance_scale."""
+    first = settings.pop("seed", 0)
+    seeds = [first + i for i in range(len(prompts))] if seeds is None else list(seeds)
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        part = slice(start, start + batch_size)
+        latents = sample_videos(model, prompts[part], seeds[part], batch_size=batch_size,
+                                **settings)
+        out.append(model.decode_video(latents).transpose(1, 2).cpu())
     return torch.cat(out)
 
 
@@ -134,34 +165,6 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
 
 @torch.no_grad()
 @unet_in_eval_mode
-def sample_clips_batched(model: VideoModel, prompts: Sequence[str], seeds: Sequence[int], *,
-                         num_frames: int = 16, height: int = 256, width: int = 256,
-                         ddim_steps: int = 20, guidance_scale: float = 3.0,
-                         batch_size: int = 4) -> torch.Tensor:
-    """Clips (N, F, 3, H, W) in [-1, 1] on the CPU, clip i from generator seed ``seeds[i]``.
-
-    The noise of each clip is drawn exactly as :func:`sample_videos` draws it; ``batch_size``
-    clips then share each UNet call (DDIM with eta = 0 is deterministic, so batching changes the
-    result only at float rounding). The UNet runs in eval mode, as in :func:`sample_videos`.
-    """
-    uncond = model.encode_prompts([""])
-    out = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start:start + batch_size])
-        shape = model.latent_shape(1, num_frames, height, width)
-        noise = torch.cat([sample_noise(shape, generator=torch.Generator().manual_seed(int(s)),
-                                        device=model.device)
-                           for s in seeds[start:start + batch_size]])
-        latents = generate(model.unet, model.scheduler, tuple(noise.shape),
-                           model.encode_prompts(chunk), uncond, ddim_steps=ddim_steps,
-                           guidance_scale=guidance_scale, noise=noise,
-                           device=model.device).latents
-        out.append(model.decode_video(latents).transpose(1, 2).cpu())
-    return torch.cat(out)
-
-
-@torch.no_grad()
-@unet_in_eval_mode
 def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequence[str]], *,
                     seeds: int = 1, judge=None, oracle: bool | None = None,
                     num_frames: int = 16, height: int = 256, width: int = 256,
@@ -196,7 +199,7 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
     items = {split: [p for _ in range(seeds) for p in prompts] for split, prompts in splits.items()}
     flat = [p for split_items in items.values() for p in split_items]
     flat_seeds = [seed + k for split_items in items.values() for k in range(len(split_items))]
-    all_clips = sample_clips_batched(
+    all_clips = sample_clips(
         model, flat, flat_seeds, num_frames=num_frames, height=height, width=width,
         ddim_steps=ddim_steps, guidance_scale=guidance_scale, batch_size=batch_size)
     result_splits, offset = {}, 0

@@ -104,7 +104,7 @@ def test_two_identical_runs_write_byte_identical_files(tmp_path):
 def test_sampling_after_finetune_repeats_with_the_same_seed(tmp_path, tiny_model, tiny_reward):
     """finetune leaves the model's modes as it found them; sampling and evaluation run the UNet
     in eval mode (its temporal convolutions' dropout 0.1 off) and give the caller's mode back."""
-    from ivlite.evaluation import evaluate, evaluate_splits, sample_clips_batched, sample_videos
+    from ivlite.evaluation import evaluate, evaluate_splits, sample_clips, sample_videos
 
     assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in tiny_model.unet.modules())
     kw = dict(num_frames=4, height=32, width=32, ddim_steps=3, guidance_scale=3.0, seed=5)
@@ -119,8 +119,8 @@ def test_sampling_after_finetune_repeats_with_the_same_seed(tmp_path, tiny_model
     modes = [m.training for m in tiny_model.unet.modules()]
     first = sample_videos(tiny_model, PROMPTS[:2], **kw)
     assert torch.equal(first, sample_videos(tiny_model, PROMPTS[:2], **kw))
-    clips = [sample_clips_batched(tiny_model, PROMPTS[:2], [5, 6], num_frames=4, height=32,
-                                  width=32, ddim_steps=3) for _ in range(2)]
+    clips = [sample_clips(tiny_model, PROMPTS[:2], [5, 6], num_frames=4, height=32, width=32,
+                          ddim_steps=3, batch_size=4) for _ in range(2)]
     assert torch.equal(*clips)
     scores = [evaluate(tiny_model, tiny_reward, PROMPTS[:2], segments=2, **kw)["mean"]
               for _ in range(2)]

@@ -285,13 +285,13 @@ def test_demo_target_checks_each_criterion_on_each_split():
 @pytest.mark.skipif(not (SHIPPED / "unet" / "model.safetensors").is_file(),
                     reason="tiny world weights not shipped yet")
 def test_shipped_world_matches_checksums_and_samples_a_clip():
-    from ivlite.world.report import sample_clips
+    from ivlite.evaluation import sample_clips
 
     verify_manifest(SHIPPED)
     model = load_tiny_world()
     # trained with frame positions: a loader that dropped them would blind it to frame order
     assert model.unet.transformer_in.transformer_blocks[0].pos_embed is not None
-    clips = sample_clips(model, ["a red circle moving left"], ddim_steps=20)
+    clips = sample_clips(model, ["a red circle moving left"], ddim_steps=20, height=32, width=32)
     assert clips.shape == (1, 16, 3, 32, 32) and torch.isfinite(clips).all()
 
 

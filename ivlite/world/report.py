@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
-from ..evaluation import sample_videos
+from ..evaluation import sample_clips
 from ..models import VideoModel
 from .captions import Scene
-from .oracle import judge_clip
-from .oracle import summarise
+from .oracle import judge_clip, summarise
 
 
 @torch.no_grad()
-def sample_clips(model: VideoModel, prompts: list[str], *, ddim_steps: int = 20,
-                 guidance_scale: float = 3.0, seed: int = 0, num_frames: int = 16
-                 ) -> torch.Tensor:
-    """Generated clips (N, F, 3, 32, 32) in [-1, 1], the layout of the world's renderer."""
-    latents = sample_videos(model, prompts, num_frames=num_frames, height=32, width=32,
-                            ddim_steps=ddim_steps, guidance_scale=guidance_scale, seed=seed)
-    return model.decode_video(latents).transpose(1, 2).cpu()
-
-
 def oracle_report(model: VideoModel, scenes: list[Scene], *, samples: int = 48, seed: int = 0,
                   ddim_steps: int = 20, guidance_scale: float = 3.0, num_frames: int = 16) -> dict:
     """Oracle summary (colour/shape/motion/all accuracy, frame quality, temporal consistency)
@@ -31,7 +20,7 @@ def oracle_report(model: VideoModel, scenes: list[Scene], *, samples: int = 48, 
     order = rng.permutation(len(scenes))
     prompts = [scenes[order[i % len(scenes)]].caption for i in range(samples)]
     clips = sample_clips(model, prompts, ddim_steps=ddim_steps, guidance_scale=guidance_scale,
-                         seed=seed, num_frames=num_frames)
+                         seed=seed, num_frames=num_frames, height=32, width=32)
     results = [judge_clip(clip.numpy(), prompt) for clip, prompt in zip(clips, prompts)]
     return {"samples": samples, "ddim_steps": ddim_steps, "guidance_scale": guidance_scale,
             **summarise(results)}

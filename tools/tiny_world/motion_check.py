@@ -46,15 +46,15 @@ def motion_word_effect(model: VideoModel, *, seed: int = 7, ddim_steps: int = 20
     """
     from ivlite.world.captions import MOTIONS
     from ivlite.world.oracle import analyse_frames, detect_motion
-    from ivlite.world.report import sample_clips
+    from ivlite.evaluation import sample_clips
 
     categories = categories or [(c, s) for c in ("red", "blue", "green")
                                 for s in ("circle", "square")]
     out = {}
     for motion in motions or MOTIONS:
         prompts = [f"a {c} {s} {motion}" for c, s in categories] * repeats
-        clips = sample_clips(model, prompts, ddim_steps=ddim_steps,
-                             guidance_scale=guidance_scale, seed=seed, num_frames=num_frames)
+        clips = sample_clips(model, prompts, ddim_steps=ddim_steps, guidance_scale=guidance_scale,
+                             seed=seed, num_frames=num_frames, height=32, width=32)
         moves = []
         for clip in clips:
             frames = analyse_frames(clip.numpy())

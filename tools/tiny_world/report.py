@@ -12,7 +12,8 @@ import numpy as np
 
 from ivlite.models import VideoModel
 from ivlite.world.oracle import judge_clip
-from ivlite.world.report import oracle_report, sample_clips
+from ivlite.evaluation import sample_clips
+from ivlite.world.report import oracle_report
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -131,7 +132,7 @@ def sample_grid(model: VideoModel, path: str | Path, *, per_split: int = 2, ddim
         prompts += [scenes[i].caption for i in rng.choice(len(scenes), per_split, replace=False)]
         splits += [split.replace("_", "-")] * per_split
     clips = sample_clips(model, prompts, ddim_steps=ddim_steps, guidance_scale=guidance_scale,
-                         seed=seed)
+                         seed=seed, height=32, width=32)
     for prompt, split, clip in zip(prompts, splits, clips):
         v = judge_clip(clip.numpy(), prompt)
         seen = " ".join(x or "?" for x in (v.colour, v.shape, v.motion))
