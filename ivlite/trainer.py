@@ -7,8 +7,8 @@ calls the UNet many times (the chain's no-grad steps, then K checkpointed steps 
 which DDP's reducer does not expect, and the LoRA gradients are small (1.6M numbers at full
 scale), so one all-reduce per step costs little.
 
-The run folder (``out_dir``) holds ``config.json`` (and the same as ``config.yaml``),
-``run_info.json`` (package versions, device, SHA-256 of the weights and data files read),
+The run folder (``out_dir``, :mod:`ivlite.run_folder`) holds ``config.json`` (and the same as
+``config.yaml``), ``run_info.json`` (package versions, device, SHA-256 of the files read),
 ``log.jsonl`` (one line per step: loss, reward, gradient norm, learning rate, seconds, whether the
 step was skipped), ``checkpoints/`` and, at the end, ``adapter/`` (peft format): safetensors and
 JSON only. The process writing it holds ``.lock`` (:class:`ivlite.folders.FolderLock`) for the
@@ -17,15 +17,14 @@ resumed run must read the same files (same SHA-256) as the run it continues. Eve
 can get wrong is checked before the work it would spoil: the config and files before any model
 loads (:func:`check_environment`), what needs the model right after it loads
 (:func:`check_model_fits`). A step whose loss, reward or gradient is not finite is skipped
-and never checkpointed; ``max_bad_steps`` of them in a row stop the run (:class:`NonFiniteError`).
+and never checkpointed; ``max_bad_steps`` of them in a row stop the run (:class:`NonFiniteGuard`,
+:class:`NonFiniteError`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import platform
 import re
 import time
 from dataclasses import dataclass, field
@@ -40,8 +39,7 @@ from peft import set_peft_model_state_dict
 
 from . import registry
 from .adapters import save_adapter
-from .common import atomic_write_json, modes_kept, resolve_device, seeded_generator, sha256, \
-    truncate_jsonl, weight_dtype
+from .common import modes_kept, resolve_device, seeded_generator, weight_dtype
 from .config import Config, ConfigError, first_line
 from .data import LatentClips, caption_table, check_prompt_lengths, check_video_folder, \
     folder_clips, read_captions
@@ -53,16 +51,8 @@ from .method.lora import ADAPTER_NAME, add_lora, check_adapter_state, lora_confi
 from .method.objective import instructvideo_objective
 from .models import VideoModel
 from .rewards import Reward, RewardGradientError, check_reward_gradients
+from .run_folder import RunLog, prepare_out_dir, write_run_info
 from .run_state import latest_checkpoint, load_checkpoint, save_checkpoint
-
-# Fields that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = {"max_steps", "resume", "save_every", "device", "out_dir", "max_bad_steps"}
-# What finetune writes into out_dir; ``force`` removes these (and nothing else) before a new run.
-RUN_FILES = ("config.json", "config.yaml", "run_info.json", "log.jsonl", "early_stop.json",
-             "checkpoints", "adapter")
-# What a run whose config.json lacks a field did, where that is not the field's default: runs
-# without lora_init drew A with peft's default.
-MISSING_FIELD_VALUES = {"lora_init": "peft"}
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
@@ -198,197 +188,6 @@ def load_clips(cfg: Config, model: VideoModel) -> LatentClips:
                         width=cfg.width, seed=cfg.seed)
 
 
-def versions() -> dict[str, str]:
-    """Versions of Python and of every package whose code shapes a run's numbers."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version(), "torch": torch.__version__}
-    for name in ("ivlite", "diffusers", "transformers", "peft", "accelerate", "open_clip_torch",
-                 "safetensors", "numpy"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-def provenance(cfg: Config) -> dict:
-    """SHA-256 of the files a run reads (shipped assets, local weights, captions.csv), so a
-    result can be traced to exactly these bytes. Hub models are recorded by id and revision."""
-    def files(folder: Path, patterns: tuple[str, ...] | None = None) -> dict[str, str]:
-        patterns = patterns or ("**/*.json", "**/*.safetensors", "**/*.bin", "**/*.txt", "**/*.pt")
-        paths = sorted({p for pat in patterns for p in folder.glob(pat) if p.is_file()})
-        return {str(p): sha256(p) for p in paths}
-
-    record: dict = {"model": cfg.model, "reward": cfg.reward, "data": cfg.data, "sha256": {}}
-    sums = record["sha256"]
-    if cfg.model in registry.ASSETS:
-        sums.update(files(*registry.ASSETS[cfg.model]))
-    elif cfg.model not in registry.MODELS and Path(cfg.model).is_dir():
-        sums.update(files(Path(cfg.model)))
-    elif cfg.model not in registry.MODELS:
-        record["model_revision"] = _hub_revision(cfg.model)
-    if cfg.reward_checkpoint is not None and Path(cfg.reward_checkpoint).exists():
-        ckpt = Path(cfg.reward_checkpoint)
-        sums.update(files(ckpt) if ckpt.is_dir() else {str(ckpt): sha256(ckpt)})
-    else:
-        for name in registry.parse_reward_spec(cfg.reward):
-            if name in registry.ASSETS:
-                sums.update(files(*registry.ASSETS[name]))
-    if cfg.data not in registry.DATA:
-        table = caption_table(cfg.data)
-        sums[str(table)] = sha256(table)
-        sums.update({str(path): sha256(path) for path, _ in read_captions(cfg.data)})
-    return record
-
-
-def check_same_inputs(recorded: dict, now: dict) -> None:
-    """ConfigError naming the first file a resumed run would read with other bytes than the run
-    it continues (``recorded``: run_info.json's ``inputs``; ``now``: :func:`provenance`)."""
-    old, new = recorded.get("sha256") or {}, now["sha256"]
-    for path, digest in old.items():
-        if path in new and new[path] != digest:
-            raise ConfigError(f"resume: {path} changed since the run started (SHA-256 "
-                              f"{digest[:12]}... now {new[path][:12]}...); resume with the files "
-                              f"the run read, or start a new run in another out_dir")
-        if path not in new and not Path(path).exists():
-            raise ConfigError(f"resume: {path}, read by the run, no longer exists; restore it, "
-                              f"or start a new run in another out_dir")
-    before, after = recorded.get("model_revision"), now.get("model_revision")
-    if before and after and before != after:
-        raise ConfigError(f"resume: model={now['model']!r} is at revision {after}, the run "
-                          f"started from {before}; resume with the same revision")
-
-
-def _hub_revision(repo: str) -> str | None:
-    """The commit of ``repo`` in the local hub cache (what from_pretrained loads), if cached."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        path = try_to_load_from_cache(repo, "model_index.json")
-        return Path(path).parent.name if isinstance(path, str) else None
-    except Exception:  # no cache, an odd layout: provenance must not stop a run
-        return None
-
-
-def _read_run_config(out: Path) -> dict:
-    """The interrupted run's config: config.json (older runs: config.yaml)."""
-    import yaml
-
-    for name, parse in (("config.json", json.loads), ("config.yaml", yaml.safe_load)):
-        path = out / name
-        if path.is_file():
-            try:
-                data = parse(path.read_text())
-            except (ValueError, yaml.YAMLError) as err:
-                raise ConfigError(f"resume: {path} is corrupt ({err}); restore it or start a "
-                                  f"new run in another out_dir") from None
-            if isinstance(data, dict):
-                return data
-    raise ConfigError(f"resume: out_dir={str(out)!r} has checkpoints but no config.json; "
-                      f"it was not written by ivlite finetune")
-
-
-def _prepare_out_dir(cfg: Config, accelerator: Accelerator, force: bool = False) -> Path:
-    """Refuse to overwrite a run by accident (``force``: remove its files first); on resume,
-    refuse a changed method or changed input files. Call with the folder's lock held."""
-    out = Path(cfg.out_dir)
-    has_run = (out / "checkpoints" / "latest.json").is_file()
-    previous = [name for name in RUN_FILES if (out / name).exists()]
-    if has_run and not cfg.resume and not force:
-        raise ConfigError(f"out_dir={cfg.out_dir!r} already holds a run; pass resume=true to "
-                          f"continue it, force (--force) to replace it, or choose another "
-                          f"out_dir")
-    if previous and not has_run and not force and (not cfg.resume or "adapter" in previous):
-        # A finished run whose checkpoints were deleted, or files of another program's run.
-        raise ConfigError(f"out_dir={cfg.out_dir!r} already holds {', '.join(previous)} of a "
-                          f"run and no checkpoint to resume from; pass force (--force) to "
-                          f"replace them, or choose another out_dir")
-    # Every process has checked the folder as it found it before the main process changes it.
-    accelerator.wait_for_everyone()
-    if force:
-        has_run = False
-        if accelerator.is_main_process:
-            import shutil
-
-            for name in previous:
-                path = out / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-    if has_run:
-        old, defaults = _read_run_config(out), {**Config().to_dict(), **MISSING_FIELD_VALUES}
-        # A field missing from the run's config.json counts as what such a run did.
-        changed = {k: (old.get(k, defaults[k]), v) for k, v in cfg.to_dict().items()
-                   if k not in RESUMABLE_CHANGES and old.get(k, defaults[k]) != v}
-        if changed:
-            k, (a, b) = next(iter(changed.items()))
-            raise ConfigError(f"resume: {k}={b!r} differs from the interrupted run's {k}={a!r}; "
-                              f"only {sorted(RESUMABLE_CHANGES)} may change on resume")
-        done = _checkpoint_step(out)
-        if done is not None and done > cfg.max_steps:
-            raise ConfigError(f"max_steps={cfg.max_steps} is below the {done} steps out_dir="
-                              f"{cfg.out_dir!r} has done; give max_steps >= {done}")
-        recorded = _recorded_inputs(out)
-        if recorded is not None:
-            check_same_inputs(recorded, provenance(cfg))
-    if accelerator.is_main_process:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            # config.json is the record (resume reads it); config.yaml is the same values for
-            # people and for `ivlite finetune --config`.
-            atomic_write_json(out / "config.json", cfg.to_dict())
-            (out / "config.yaml").write_text(cfg.to_yaml())
-        except OSError as err:
-            raise ConfigError(f"out_dir={cfg.out_dir!r} cannot be written: "
-                              f"{err.strerror or err}") from None
-    return out
-
-
-def _recorded_inputs(out: Path) -> dict | None:
-    """run_info.json's ``inputs`` (what the run read), or None for a run that has none."""
-    path = out / "run_info.json"
-    if not path.is_file():
-        return None
-    try:
-        inputs = json.loads(path.read_text())["inputs"]
-        if not isinstance(inputs, dict) or not isinstance(inputs.get("sha256", {}), dict):
-            raise TypeError("inputs is not a mapping of files to SHA-256")
-    except (ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"resume: {path} is corrupt ({err}); it records the files the run "
-                          f"read, so resume cannot check them: restore it or start a new run in "
-                          f"another out_dir") from None
-    return inputs
-
-
-def _checkpoint_step(out: Path) -> int | None:
-    try:
-        return int(json.loads((out / "checkpoints" / "latest.json").read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # a corrupt pointer is reported, with its path, when it is loaded
-
-
-def _write_run_info(cfg: Config, out: Path, accelerator: Accelerator) -> None:
-    """run_info.json: versions, device, processes and input checksums of this session; those of
-    earlier sessions of a resumed run are kept under ``earlier_sessions``."""
-    path = out / "run_info.json"
-    earlier = []
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-            earlier = old.pop("earlier_sessions", []) + [old]
-        except ValueError:
-            earlier = []
-    info = {"versions": versions(), "processes": accelerator.num_processes,
-            "device": str(accelerator.device), "inputs": provenance(cfg),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write_json(path, {**info, "earlier_sessions": earlier})
-
-
-def _json_safe(record: dict) -> dict:
-    """NaN and infinity are not JSON: the log writes them as null (``non_finite`` says which)."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
-            for k, v in record.items()}
-
-
 def _check_finite_weights(params: list[torch.nn.Parameter], step: int) -> None:
     """Never write a checkpoint or an adapter holding NaN or infinite weights."""
     if not all(bool(torch.isfinite(p).all()) for p in params):
@@ -419,8 +218,8 @@ def finetune(cfg: Config, *, model: VideoModel | None = None, reward: Reward | N
     called after every step, ends the run early when it returns True (see
     :mod:`ivlite.early_stop`: ``TimeBudget``; ``EarlyStopping``, which ``cfg.early_stop_judge``
     sets up when ``stop_when`` is None). ``progress``: show a progress bar (a string labels it).
-    ``force``: remove the files of a run already in ``out_dir`` (:data:`RUN_FILES` only) and
-    start a new one.
+    ``force``: remove the files of a run already in ``out_dir``
+    (:data:`ivlite.run_folder.RUN_FILES` only) and start a new one.
 
     The run switches the UNet to train mode (dropout on, as the official code trains); a given
     ``model``'s components and a given ``reward`` get back the train/eval modes they came with
@@ -455,7 +254,7 @@ def _finetune(cfg: Config, *, model: VideoModel | None, reward: Reward | None,
     try:
         if lock is not None:
             lock.acquire()
-        out = _prepare_out_dir(cfg, accelerator, force)
+        out = prepare_out_dir(cfg, accelerator.is_main_process, force)
         return _run(cfg, accelerator, out, model, reward, clips, progress, stop_when)
     finally:
         if lock is not None:
@@ -466,11 +265,48 @@ def _run(cfg: Config, accelerator: Accelerator, out: Path, model: VideoModel | N
          reward: Reward | None, clips: LatentClips | None, progress: bool | str,
          stop_when) -> RunResult:
     """The body of :func:`finetune`, with ``out`` prepared and locked."""
-    # A corrupt checkpoint is reported now, not after the model has loaded.
-    folder = latest_checkpoint(out) if cfg.resume else None
-    saved = load_checkpoint(folder) if folder is not None else None
-    dtype = weight_dtype(cfg.mixed_precision)
+    saved = _saved_checkpoint(cfg, out)  # a corrupt checkpoint is reported before the model loads
+    model, reward, clips = _load_inputs(cfg, accelerator, out, model, reward, clips)
+    params, optimizer, lr_schedule = _prepare_training(cfg, model, reward, clips, accelerator)
+    start = _restore(*saved, model, optimizer, lr_schedule, accelerator) if saved else 0
+    log = RunLog(out / "log.jsonl", start, write=accelerator.is_main_process)
+    stop_when = _stopper(cfg, model, reward, accelerator, stop_when, start)
+    guard = NonFiniteGuard(cfg.max_bad_steps, out / "checkpoints")
+    result = RunResult(out, start)
+    with _progress(cfg, start, progress if accelerator.is_main_process else False) as bar:
+        for step in range(start, cfg.max_steps):
+            record = _train_step(cfg, step, model, reward, clips, params, optimizer, lr_schedule,
+                                 accelerator)
+            stop = stop_when is not None and bool(stop_when(step + 1, record, model.unet))
+            result.steps = step + 1
+            result.log.append(record)
+            log.append(record)
+            bar.show(record)
+            guard.check(step + 1, record)
+            # A skipped step writes no checkpoint: resuming from the previous one replays it.
+            if _checkpoint_due(cfg, step + 1, stop) and not record["non_finite"]:
+                _save_checkpoint(cfg, out, step + 1, model, params, optimizer, lr_schedule,
+                                 accelerator)
+            if stop:
+                break
+        if hasattr(stop_when, "finish"):
+            stop_when.finish(model.unet)  # early stopping: the best evaluation's weights go back
+    _save_final_adapter(out, result.steps, model, params, accelerator)
+    return result
 
+
+def _saved_checkpoint(cfg: Config, out: Path) -> tuple[Path, tuple] | None:
+    """On resume, the latest checkpoint's folder and contents (:func:`load_checkpoint`)."""
+    folder = latest_checkpoint(out) if cfg.resume else None
+    return (folder, load_checkpoint(folder)) if folder is not None else None
+
+
+def _load_inputs(cfg: Config, accelerator: Accelerator, out: Path, model: VideoModel | None,
+                 reward: Reward | None, clips: LatentClips | None
+                 ) -> tuple[VideoModel, Reward, LatentClips]:
+    """The model (frozen, in the run's precision), the reward (frozen) and the clips, each
+    checked as soon as it is there; then run_info.json and the reward's gradient check."""
+    dtype = weight_dtype(cfg.mixed_precision)
     torch.manual_seed(cfg.seed)  # LoRA's A matrices: the same on every process
     model = model if model is not None else registry.load_model(cfg.model, dtype=dtype)
     check_model_fits(cfg, model)  # before clips are generated or encoded
@@ -482,13 +318,20 @@ def _run(cfg: Config, accelerator: Accelerator, out: Path, model: VideoModel | N
     clips = clips if clips is not None else load_clips(cfg, model)
     check_model_fits(cfg, model, clips)
     if accelerator.is_main_process:
-        _write_run_info(cfg, out, accelerator)
+        write_run_info(cfg, out, accelerator.num_processes, str(accelerator.device))
     try:  # hours of training against a reward that cuts the gradient would train nothing
         check_reward_gradients(reward, clips.captions[:1], cfg.height, cfg.width,
                                device=accelerator.device)
     except RewardGradientError as err:
         raise ConfigError(f"reward={cfg.reward!r}: {err}") from None
+    return model, reward, clips
 
+
+def _prepare_training(cfg: Config, model: VideoModel, reward: Reward, clips: LatentClips,
+                      accelerator: Accelerator):
+    """LoRA on the UNet (float32, the same on every process), gradient checkpointing and the
+    other memory savings (:func:`ivlite.memory.reduce_step_memory`), AdamW with its warm-up
+    schedule. Returns (LoRA parameters, optimizer, schedule)."""
     params = add_lora(model.unet, lora_config(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets,
                                               cfg.lora_init))
     for p in params:  # trainable weights stay fp32 under mixed precision
@@ -498,24 +341,16 @@ def _run(cfg: Config, accelerator: Accelerator, out: Path, model: VideoModel | N
         enable_unet_checkpointing(model.unet)
     reduce_step_memory(cfg, model, reward, clips.captions, accelerator.device)
     model.unet.train()  # as the official code: dropout (where the model has any) stays active
-
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     lr_schedule = get_constant_schedule_with_warmup(optimizer, cfg.warmup_steps)
     optimizer = accelerator.prepare(optimizer)  # loss scaling for fp16; the UNet is not wrapped
+    return params, optimizer, lr_schedule
 
-    start = 0
-    if saved is not None:
-        start = _restore(folder, saved, model, optimizer, lr_schedule, accelerator)
-    log_path = out / "log.jsonl"
-    if accelerator.is_main_process:
-        truncate_jsonl(log_path, start)
 
-    bar = None
-    if progress and accelerator.is_main_process:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.max_steps, initial=start, unit="step",
-                   desc=progress if isinstance(progress, str) else "instructvideo")
+def _stopper(cfg: Config, model: VideoModel, reward: Reward, accelerator: Accelerator,
+             stop_when, start: int):
+    """``stop_when`` as given, else the early stopping ``cfg`` asks for (or None); a stopper
+    with ``begin`` scores the starting point."""
     if stop_when is None:
         try:
             stop_when = early_stopping_from_config(cfg, model, reward,
@@ -523,54 +358,87 @@ def _run(cfg: Config, accelerator: Accelerator, out: Path, model: VideoModel | N
         except ValueError as err:
             raise ConfigError(str(err)) from None
     if hasattr(stop_when, "begin"):
-        stop_when.begin(model.unet, start)  # score the starting point
-    result = RunResult(out, start)
-    bad_in_a_row = 0
-    for step in range(start, cfg.max_steps):
-        record = _train_step(cfg, step, model, reward, clips, params, optimizer, lr_schedule,
-                             accelerator)
-        stop = stop_when is not None and bool(stop_when(step + 1, record, model.unet))
-        result.steps = step + 1
-        result.log.append(record)
-        if accelerator.is_main_process:
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
-            if bar is not None:
-                # R is TAR-weighted and not normalised (Eq. 8): far below a frame's score.
-                bar.set_postfix({f"train R (TAR, {cfg.segments} frames)": f"{record['reward']:.4f}",
-                                 "loss": f"{record['loss']:.4f}"})
-                bar.update(1)
-        bad_in_a_row = bad_in_a_row + 1 if record["non_finite"] else 0
-        if bad_in_a_row >= cfg.max_bad_steps:
-            if bar is not None:
-                bar.close()
-            span = f"step {step + 1} had" if bad_in_a_row == 1 else \
-                f"steps {step + 2 - bad_in_a_row}-{step + 1}: {bad_in_a_row} steps in a row had"
-            raise NonFiniteError(
-                f"{span} a non-finite {', '.join(record['non_finite'])} (max_bad_steps="
-                f"{cfg.max_bad_steps}); stopped. The last checkpoint (if any) in "
-                f"{out / 'checkpoints'} holds the last good weights. Check the reward for "
-                f"NaN/inf, or lower learning_rate or set max_grad_norm")
-        # A skipped step writes no checkpoint: resuming from the previous one replays it exactly.
-        due = (step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps or stop
-        if due and not record["non_finite"]:
-            accelerator.wait_for_everyone()
-            _check_finite_weights(params, step + 1)
-            if accelerator.is_main_process:
-                extra = {"lr_schedule": lr_schedule.state_dict(), "config": cfg.to_dict(),
-                         "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None}
-                save_checkpoint(out, step + 1, model.unet, optimizer, extra)
-        if stop:
-            break
-    if hasattr(stop_when, "finish"):
-        stop_when.finish(model.unet)  # early stopping: the best evaluation's weights go back
-    if bar is not None:
-        bar.close()
+        stop_when.begin(model.unet, start)
+    return stop_when
+
+
+class _Progress:
+    """A tqdm bar of the run's steps (or nothing), showing the last reward and loss."""
+
+    def __init__(self, bar, segments: int = 0):
+        self.bar, self.segments = bar, segments
+
+    def show(self, record: dict) -> None:
+        if self.bar is not None:
+            # R is TAR-weighted and not normalised (Eq. 8): far below a frame's score.
+            self.bar.set_postfix({f"train R (TAR, {self.segments} frames)":
+                                  f"{record['reward']:.4f}", "loss": f"{record['loss']:.4f}"})
+            self.bar.update(1)
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(cfg: Config, start: int, progress: bool | str) -> _Progress:
+    """A bar when ``progress`` (a string labels it), else a stand-in that shows nothing."""
+    if not progress:
+        return _Progress(None)
+    from tqdm.auto import tqdm
+
+    return _Progress(tqdm(total=cfg.max_steps, initial=start, unit="step",
+                          desc=progress if isinstance(progress, str) else "instructvideo"),
+                     cfg.segments)
+
+
+class NonFiniteGuard:
+    """The non-finite-step policy: :func:`_train_step` skips a step whose loss, reward or
+    gradient is NaN or infinite (no update, and no checkpoint follows it); ``max_bad_steps`` such
+    steps in a row stop the run with :class:`NonFiniteError`."""
+
+    def __init__(self, max_bad_steps: int, checkpoints: Path):
+        self.max_bad_steps, self.checkpoints, self.in_a_row = max_bad_steps, checkpoints, 0
+
+    def check(self, step: int, record: dict) -> None:
+        """Count step ``step`` (1-based); raise once ``max_bad_steps`` in a row were bad."""
+        self.in_a_row = self.in_a_row + 1 if record["non_finite"] else 0
+        if self.in_a_row < self.max_bad_steps:
+            return
+        n = self.in_a_row
+        span = f"step {step} had" if n == 1 else \
+            f"steps {step + 1 - n}-{step}: {n} steps in a row had"
+        raise NonFiniteError(
+            f"{span} a non-finite {', '.join(record['non_finite'])} (max_bad_steps="
+            f"{self.max_bad_steps}); stopped. The last checkpoint (if any) in "
+            f"{self.checkpoints} holds the last good weights. Check the reward for "
+            f"NaN/inf, or lower learning_rate or set max_grad_norm")
+
+
+def _checkpoint_due(cfg: Config, step: int, stop: bool) -> bool:
+    """Every ``save_every`` steps, at the last step and when the run stops early."""
+    return step % cfg.save_every == 0 or step == cfg.max_steps or stop
+
+
+def _save_checkpoint(cfg: Config, out: Path, step: int, model: VideoModel,
+                     params: list[torch.nn.Parameter], optimizer, lr_schedule,
+                     accelerator: Accelerator) -> None:
     accelerator.wait_for_everyone()
-    _check_finite_weights(params, result.steps)
+    _check_finite_weights(params, step)
     if accelerator.is_main_process:
-        save_adapter(model.unet, out / "adapter", metadata={"steps": str(result.steps)})
-    return result
+        extra = {"lr_schedule": lr_schedule.state_dict(), "config": cfg.to_dict(),
+                 "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None}
+        save_checkpoint(out, step, model.unet, optimizer, extra)
+
+
+def _save_final_adapter(out: Path, steps: int, model: VideoModel,
+                        params: list[torch.nn.Parameter], accelerator: Accelerator) -> None:
+    accelerator.wait_for_everyone()
+    _check_finite_weights(params, steps)
+    if accelerator.is_main_process:
+        save_adapter(model.unet, out / "adapter", metadata={"steps": str(steps)})
 
 
 def _restore(folder: Path, saved: tuple, model: VideoModel, optimizer, lr_schedule,

@@ -19,7 +19,8 @@ from ivlite.config import Config
 from ivlite.adapters import load_adapter, read_adapter, save_adapter
 from ivlite.method.lora import add_lora, lora_config
 from ivlite.models import tiny_random_model
-from ivlite.trainer import finetune, provenance
+from ivlite.run_folder import provenance
+from ivlite.trainer import finetune
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ivlite"
 FAST = dict(num_frames=4, segments=2, ddim_steps=5, prompts=["a red circle moving left"],
