@@ -158,7 +158,7 @@ def test_finetune_preset_modelscope_runs_offline(hub, published_files, hps_bytes
     _write(hub, ALI, published_files, only=lambda k: not k.endswith(".bin"))
     fake_hub.write_snapshot(hub, HPS_REPO, {"HPS_v2_compressed.pt": hps_bytes})
     out = tmp_path / "run"
-    code = main(["finetune", "--preset", "modelscope", "--mixed-precision", "'no'",
+    code = main(["finetune", "--preset", "modelscope", "--mixed-precision", "no",
                  "--device", "cpu", "--height", "64", "--width", "64", "--num-frames", "2",
                  "--segments", "2", "--ddim-steps", "4", "--tau", "0.5", "--max-steps", "2",
                  "--grad-accum", "1", "--warmup-steps", "0", "--save-every", "2",

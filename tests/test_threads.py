@@ -92,7 +92,7 @@ def test_a_verb_prints_the_line_and_runs_with_that_count(monkeypatch, capsys, tm
     import ivlite.trainer as trainer
 
     seen = []
-    monkeypatch.setattr(trainer, "finetune", lambda cfg: seen.append(torch.get_num_threads())
+    monkeypatch.setattr(trainer, "finetune", lambda cfg, **_: seen.append(torch.get_num_threads())
                         or trainer.RunResult(tmp_path, 0))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     before = torch.get_num_threads()
