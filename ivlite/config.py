@@ -298,7 +298,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "width": 32, "max_steps": 4, "save_every": 2, "learning_rate": 1e-3,
                     "warmup_steps": 1, "lora_init": "peft"},
     # The tiny world: its shipped text-to-video model, its learned preference reward, its clips.
-    # Learning rate 1e-3 (2e-4 before run Q2 shipped): of 1e-4, 2e-4, 5e-4 and 1e-3 it brought
+    # Learning rate 1e-3: of 1e-4, 2e-4, 5e-4 and 1e-3 it brought
     # the demo closest to its target (benchmarks/results/demo_lr_tiny.json).
     "tiny-world": {"model": "tiny-world", "reward": "tiny-hps", "data": "world", "height": 32,
                    "width": 32, "max_steps": 200, "learning_rate": 1e-3, "save_every": 50,
