@@ -288,7 +288,10 @@ def use_repository() -> Path:
     import importlib.util
     import sys
 
-    spec = importlib.util.find_spec("benchmarks.results_view")
+    try:  # find_spec imports the parent package, which is absent outside a clone's sys.path
+        spec = importlib.util.find_spec("benchmarks.results_view")
+    except ModuleNotFoundError:
+        spec = None
     if spec is not None and spec.origin:
         return Path(spec.origin).resolve().parents[1]
     here = Path.cwd().resolve()
