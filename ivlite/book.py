@@ -118,15 +118,26 @@ def _mode(mode: str | None) -> str:
 
 
 def book_device(mode: str | None = None) -> torch.device:
-    """Where the chapter's models live: the CPU in tiny mode, the GPU in full mode."""
-    return torch.device("cuda" if _mode(mode) == "full" else "cpu")
+    """Where the chapter's models live: the CPU in tiny mode, the GPU in full mode.
+
+    Full mode without CUDA (only when forced with ``IVLITE_BOOK_MODE=full``, as the tests do on
+    the published layout with tiny weights) runs on the CPU.
+    """
+    full = _mode(mode) == "full" and torch.cuda.is_available()
+    return torch.device("cuda" if full else "cpu")
+
+
+def book_dtype(mode: str | None = None) -> torch.dtype:
+    """The weights' dtype of the mode: float16 on a GPU, float32 on the CPU."""
+    return torch.float16 if book_device(mode).type == "cuda" else torch.float32
 
 
 def book_model(mode: str | None = None, *, dtype: torch.dtype | None = None):
     """The text-to-video model of the mode, frozen, on :func:`book_device`.
 
     tiny: the shipped tiny-world model (float32, CPU). full: ModelScopeT2V loaded class by class
-    with :func:`ivlite.registry.load_model` in ``dtype`` (float16 by default) on the GPU: from the
+    with :func:`ivlite.registry.load_model` in ``dtype`` (:func:`book_dtype` by default) on
+    :func:`book_device`: from the
     local cache when it is complete (no network), else downloaded (the fp16 files).
     """
     from .registry import WORLD_MODEL, load_model
@@ -136,21 +147,22 @@ def book_model(mode: str | None = None, *, dtype: torch.dtype | None = None):
         return load_model(WORLD_MODEL)
     found = find_cached(MODELSCOPE_ID)
     name, cached = found if found is not None else (MODELSCOPE_ID, None)
-    model = load_model(name, dtype=torch.float16 if dtype is None else dtype,
+    model = load_model(name, dtype=book_dtype(mode) if dtype is None else dtype,
                        variant=None if cached == "fp32" else "fp16",
                        local_files_only=cached is not None)
     return model.to(book_device(mode))
 
 
 def book_reward(mode: str | None = None, *, dtype: torch.dtype | None = None):
-    """The reward of the mode, frozen, on :func:`book_device`: tiny HPS, or HPSv2 (float16)."""
+    """The reward of the mode, frozen, on :func:`book_device`: tiny HPS, or HPSv2
+    (:func:`book_dtype`)."""
     from .registry import WORLD_REWARD, build_reward
 
     mode = _mode(mode)
     reward = build_reward(WORLD_REWARD if mode == "tiny" else "hpsv2")
     reward.requires_grad_(False).eval()
     if mode == "full":
-        reward.to(book_device(mode), torch.float16 if dtype is None else dtype)
+        reward.to(book_device(mode), book_dtype(mode) if dtype is None else dtype)
     return reward
 
 
@@ -302,3 +314,46 @@ def use_repository() -> Path:
     raise FileNotFoundError(
         f"no clone of the repository in {here} or above: this chapter renders its committed "
         "benchmark results, so run it inside a clone")
+
+
+# ----------------------------------------------------------------------------- code on the page
+
+SOURCE_HEADER = "# source: "   # first line of every block show_source prints; the tests find it
+
+
+def source_block(obj: Any, *, start: str | None = None, end: str | None = None) -> str:
+    """The current source of a function or class of ivlite, as the book prints it.
+
+    The first line names where it lives (``# source: ivlite/method/tar.py, tar_weights, lines
+    12-40``); then the lines themselves. ``start``/``end``: print only from the first line
+    containing ``start`` through the first later line containing ``end`` (both included), for a
+    long function whose one part a section explains. Raises if a marker is not found.
+    """
+    import inspect
+
+    lines, first = inspect.getsourcelines(obj)
+    lo, hi = 0, len(lines)
+    if start is not None:
+        found = [i for i, line in enumerate(lines) if start in line]
+        if not found:
+            raise ValueError(f"start={start!r} is not in the source of {obj.__qualname__}")
+        lo = found[0]
+    if end is not None:
+        found = [i for i, line in enumerate(lines) if end in line and i >= lo]
+        if not found:
+            raise ValueError(f"end={end!r} is not in the source of {obj.__qualname__} "
+                             f"after start={start!r}")
+        hi = found[0] + 1
+    path = Path(inspect.getsourcefile(obj)).resolve()
+    package = Path(__file__).resolve().parent
+    where = path.relative_to(package.parent) if package in path.parents else path.name
+    header = (f"{SOURCE_HEADER}{where.as_posix() if isinstance(where, Path) else where}, "
+              f"{obj.__qualname__}, lines {first + lo}-{first + hi - 1}")
+    return header + "\n" + "".join(lines[lo:hi]).rstrip("\n")
+
+
+def show_source(obj: Any, *, start: str | None = None, end: str | None = None):
+    """Display :func:`source_block` as highlighted Python: the code that runs, on the page."""
+    from IPython.display import Markdown
+
+    return Markdown("```python\n" + source_block(obj, start=start, end=end) + "\n```")
