@@ -110,6 +110,22 @@ def run_mode() -> str:
     return "full" if torch.cuda.is_available() and full_weights_cached() else "tiny"
 
 
+def choose_mode(full: bool) -> str:
+    """The chapter's one switch: ``full=True`` asks for ModelScopeT2V and HPSv2 on a GPU.
+
+    With ``full`` and a CUDA GPU, the weights are fetched once if the local caches lack them
+    (:func:`fetch_full_weights`, about 5.4 GB); ``full`` without CUDA is refused with one line.
+    Returns :func:`run_mode` (``IVLITE_BOOK_MODE``, when set, still decides).
+    """
+    if full and not os.environ.get(MODE_ENV, "").strip():
+        if not torch.cuda.is_available():
+            raise RuntimeError("FULL = True needs a CUDA GPU (on Colab: Runtime > Change "
+                               "runtime type > GPU); set FULL = False for the tiny world")
+        if not full_weights_cached():
+            fetch_full_weights()
+    return run_mode()
+
+
 def _mode(mode: str | None) -> str:
     mode = run_mode() if mode is None else mode
     if mode not in MODES:
