@@ -191,6 +191,9 @@ def run(args: argparse.Namespace) -> dict:
                 "sample_reward": _stats(tuned_sample),
                 "sample_gain": _stats(tuned_sample - base_sample),
                 "sample_gain_lora_half": _stats(half_sample - base_sample),
+                # per clip (paired: the same clip or noise before and after), for intervals
+                "edit_gain_per_clip": (tuned_edit - base_edit).tolist(),
+                "sample_gain_per_clip": (tuned_sample - base_sample).tolist(),
                 "eps_change": eps_change_per_timestep(model, held, base_cfg, seed=3),
                 "config": cfg.to_dict()}
             print(f"[{row_name}] {result.steps} steps; edit gain "

@@ -36,6 +36,9 @@ from benchmarks.settings import machine_info, setting_config
 from ivlite.config import Config
 from ivlite.early_stop import EarlyStopping, PatienceRule, stop_index
 
+CLIP_KEYS = ("reward", "judge", "oracle_score", "travel", "motion_ok", "temporal_consistency")
+"""Per-clip scores each evaluation of the curve keeps (``clips_<split>``; motion_ok as 0/1)."""
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -96,6 +99,11 @@ def run(args) -> dict:
             out[f"all_ok_{split}"] = e["oracle"]["all_ok"]
             out[f"frame_quality_{split}"] = e["oracle"]["frame_quality"]
             out[f"temporal_consistency_{split}"] = e["temporal_consistency"]["mean"]
+            # per clip, in clip order (the same prompt and noise at every evaluation), so two
+            # evaluations compare paired per clip (ivlite.stats.paired_gain)
+            rows = e.get("per_clip") or []
+            out[f"clips_{split}"] = {k: [float(r[k]) for r in rows] for k in CLIP_KEYS
+                                     if rows and k in rows[0]}
         return out
 
     # Patience larger than the run: record the whole curve; the rule is applied afterwards.
