@@ -1,7 +1,9 @@
 """The package's layers, read from the source with ast (imports at module level and inside
 functions alike):
 
-- ``ivlite/method/`` (the paper's method) imports nothing else of ivlite;
+- ``ivlite/method/`` (the paper's method) imports nothing else of ivlite, and no line of it
+  is longer than 88 characters (the book prints its source on the page,
+  :func:`ivlite.book.show_source`);
 - the tiny world (``ivlite.world``) is imported only by ``ivlite.registry``, and by ``ivlite.cli``
   for its ``demo`` verb (``ivlite.world.demo`` and ``.demo_files``: the application's edge; the
   demo itself imports the trainer, so the registry cannot hold it without a cycle);
@@ -94,6 +96,20 @@ def test_the_method_imports_nothing_else_of_ivlite():
     assert len(method) >= 8  # __init__, ddim, editing, segvr, tar, objective, lora, settings
     wrong = {m: sorted(graph[m] - method) for m in method if graph[m] - method}
     assert not wrong, f"ivlite/method/ must import nothing else of ivlite: {wrong}"
+
+
+METHOD_LINE_LIMIT = 88
+"""The book's column: :func:`ivlite.book.show_source` prints ivlite/method/ on the page."""
+
+
+def test_the_method_fits_the_books_column():
+    files = sorted((PACKAGE / "method").glob("*.py"))
+    assert len(files) >= 8
+    long = [f"ivlite/method/{p.name}:{i}: {len(line)} characters"
+            for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
+            if len(line) > METHOD_LINE_LIMIT]
+    assert not long, (f"lines of ivlite/method/ over {METHOD_LINE_LIMIT} characters "
+                      f"(the book prints them): " + "; ".join(long))
 
 
 def test_only_the_registry_and_the_cli_demo_import_the_world():
