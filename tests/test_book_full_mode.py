@@ -39,7 +39,8 @@ def test_chapter_runs_in_full_mode(chapter, published_hub, monkeypatch):
     # HPSv2 reward builds the fixture's small architecture.
     setup = nbformat.v4.new_code_cell(
         "from ivlite.fake_hub import offline_hub\n"
-        f"offline_hub({str(published_hub)!r}).__enter__()")
+        f"_published_hub = offline_hub({str(published_hub)!r})  # kept: closing it restores\n"
+        "_published_hub.__enter__()")
     nb.cells.insert(0, setup)
     monkeypatch.setenv("IVLITE_BOOK_MODE", "full")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
