@@ -85,13 +85,15 @@ def run(args) -> dict:
     prompts = {"in_domain": prompts["in_domain"], "held_out": prompts["held_out"]}
     judge = build_judge(args.judge)
 
+    per_clip: list[dict] = []   # one entry per evaluation, in the recorder's order
+
     def score(unet) -> dict:
         res = evaluate_splits(model, reward, prompts, judge=judge, oracle=True,
                               num_frames=base.num_frames, height=base.height, width=base.width,
                               ddim_steps=args.eval_ddim_steps, segments=base.segments,
                               guidance_scale=base.guidance_scale, seed=2000 + args.seed,
                               reward_name=base.reward)
-        out = {"judge": res["splits"]["held_out"]["judge"]["mean"]}
+        out, kept = {"judge": res["splits"]["held_out"]["judge"]["mean"]}, {}
         for split, e in res["splits"].items():
             out[f"reward_{split}"] = e["reward"]["mean"]
             out[f"judge_{split}"] = e["judge"]["mean"]
@@ -100,10 +102,12 @@ def run(args) -> dict:
             out[f"frame_quality_{split}"] = e["oracle"]["frame_quality"]
             out[f"temporal_consistency_{split}"] = e["temporal_consistency"]["mean"]
             # per clip, in clip order (the same prompt and noise at every evaluation), so two
-            # evaluations compare paired per clip (ivlite.stats.paired_gain)
+            # evaluations compare paired per clip (ivlite.stats.paired_gain); kept beside the
+            # curve because the early-stopping recorder logs numbers only
             rows = e.get("per_clip") or []
-            out[f"clips_{split}"] = {k: [float(r[k]) for r in rows] for k in CLIP_KEYS
-                                     if rows and k in rows[0]}
+            kept[f"clips_{split}"] = {k: [float(r[k]) for r in rows] for k in CLIP_KEYS
+                                      if rows and k in rows[0]}
+        per_clip.append(kept)
         return out
 
     # Patience larger than the run: record the whole curve; the rule is applied afterwards.
@@ -113,7 +117,7 @@ def run(args) -> dict:
                              save_every=10**6)
         result = finetune(cfg, model=model, reward=reward, clips=clips, progress=False,
                           stop_when=recorder)
-    curve = recorder.history
+    curve = [{**entry, **kept} for entry, kept in zip(recorder.history, per_clip)]
     summary = summarise(curve, args.patience, args.min_delta, args.judge, args.every)
     return {"benchmark": "over-optimisation: proxy reward vs oracle", "args": vars(args),
             "prompts": prompts, "config": cfg.to_dict(), "curve": curve,
