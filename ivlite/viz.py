@@ -5,6 +5,8 @@ The chapters in ``book/`` are thin drivers; what they compute more than once liv
 - figures: :func:`frame_strip` (a clip's frames in a row, picked frames outlined),
   :func:`clip_rows` (several clips, one per row), :func:`pick_chart` (which frames SegVR picks),
   :func:`chain_frames` (one frame of x_t and of the predicted x_0 at every step of a DDIM chain);
+  figures fit the page's column (<= 7.5 in at 100 dpi) with text >= 9 pt, and frames are
+  enlarged by whole factors with pixel repetition, so a 32x32 frame stays sharp;
 - videos that play in a static page: :func:`video_html` / :func:`videos_html` (inline base64 GIFs);
 - measurements: :func:`score_frames` (reward of every frame of clips), :func:`vae_roundtrip`
   (world clips as a VAE decodes them), :func:`segvr_estimates` (the video reward over many random
@@ -53,36 +55,129 @@ def to_uint8_images(frames: Any) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- figures
 
+# The page's text column holds a 7.5-inch figure at matplotlib's default 100 dpi (750 px) without
+# scaling it, so a figure no wider than that shows its 9-pt labels at 9 pt and every frame pixel
+# as a whole block of screen pixels.
+PAGE_WIDTH = 7.5
+MIN_FONTSIZE = 9
+DPI = 100
+MAX_SCALE = 4   # small frames are enlarged at most 4x (32 px -> 128 px)
+_GAP = 8        # px between frames: room for a highlight outline or a segment border
+_PAD = 4        # px of margin around the figure and between a label and its frames
+
+
+def _text_px(text: str, fontsize: float) -> tuple[float, float]:
+    """(width, height) in px at :data:`DPI` of ``text`` (lines split at ``\\n``)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    prop, lines = FontProperties(size=fontsize), text.split("\n")
+    width = max(TextToPath().get_text_width_height_descent(line, prop, ismath=False)[0]
+                for line in lines)
+    return width * DPI / 72, len(lines) * 1.25 * fontsize * DPI / 72
+
+
+def _check_figure_args(scale: int | None, fontsize: float) -> None:
+    if scale is not None and (not isinstance(scale, int) or scale < 1):
+        raise ValueError(f"scale={scale!r}; allowed: a whole number >= 1 (screen pixels per "
+                         f"frame pixel) or None (the largest that fits the page)")
+    if fontsize < MIN_FONTSIZE:
+        raise ValueError(f"fontsize={fontsize}; allowed: >= {MIN_FONTSIZE} (legible in the page)")
+
+
+def _fit_scale(frame_px: int, cols: int, room_px: float) -> int:
+    """The largest whole enlargement (1 .. MAX_SCALE) at which ``cols`` frames of ``frame_px``
+    fit ``room_px``; 1 if none does (frames are never shrunk)."""
+    fits = [k for k in range(1, MAX_SCALE + 1)
+            if cols * frame_px * k + (cols - 1) * _GAP <= room_px]
+    return max(fits, default=1)
+
+
+def _frame_grid(images: Sequence[np.ndarray], labels: Sequence[str] | None,
+                col_titles: Sequence[str] | None, *, title: str | None, scale: int | None,
+                fontsize: float):
+    """Lay out rows of frames at exact pixel sizes; returns (Figure, axes (rows, cols)).
+
+    ``images[r]`` is row r's (C, H, W, 3) frames in [0, 1]. Each frame is enlarged by a whole
+    factor with nearest-neighbour repetition, so its pixels stay sharp squares. Row labels sit
+    left of their row when they leave room for the frames, else above it; column titles turn
+    vertical when they are wider than a frame.
+    """
+    import matplotlib.pyplot as plt
+
+    rows, cols, h, w = len(images), *images[0].shape[:3]
+    line = 1.25 * fontsize * DPI / 72
+    page = PAGE_WIDTH * DPI - 2 * _PAD
+    label_w = max((_text_px(s, fontsize)[0] for s in labels or []), default=0.0)
+    label_h = max((_text_px(s, fontsize)[1] for s in labels or []), default=0.0)
+    # Beside the row if the frames keep most of their size and the row still fits the page.
+    k_free, k_side = (_fit_scale(w, cols, page - room) for room in (0.0, label_w + _PAD))
+    side = bool(labels) and k_side >= 0.6 * k_free and (
+        label_w + _PAD + cols * w * k_side + (cols - 1) * _GAP <= page)
+    left = label_w + _PAD if side else 0.0
+    k = scale or _fit_scale(w, cols, page - left)
+    fw, fh = w * k, h * k
+    title_w = max((_text_px(s, fontsize)[0] for s in col_titles or []), default=0.0)
+    vertical = title_w > fw + _GAP - 2
+    head = 0.0 if not col_titles else (title_w + _PAD if vertical else line) + 2
+    above = 0.0 if side or not labels else label_h + 2
+    top = _text_px(title, fontsize)[1] + _PAD if title else 0.0
+    width = 2 * _PAD + left + cols * fw + (cols - 1) * _GAP
+    if title:
+        width = max(width, _text_px(title, fontsize)[0] + 2 * _PAD)
+    row_h = above + fh + _GAP
+    height = 2 * _PAD + top + head + rows * row_h - _GAP
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    axes = np.empty((rows, cols), dtype=object)
+    for r, clip in enumerate(images):
+        # Top down: figure title, [row label], column titles (first row only), frames.
+        y = height - _PAD - top - head - r * row_h - above - fh   # bottom edge of the row, px
+        for c in range(cols):
+            x = _PAD + left + c * (fw + _GAP)
+            ax = fig.add_axes((x / width, y / height, fw / width, fh / height))
+            ax.imshow(clip[c].repeat(k, 0).repeat(k, 1), interpolation="nearest", aspect="auto")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            axes[r, c] = ax
+            if r == 0 and col_titles:
+                ax.text(0.5, 1.0 + 2 / fh, col_titles[c], transform=ax.transAxes, ha="center",
+                        va="bottom", fontsize=fontsize, rotation=90 if vertical else 0)
+        if labels and side:
+            fig.text((_PAD + label_w) / width, (y + fh / 2) / height, labels[r], ha="right",
+                     va="center", fontsize=fontsize)
+        elif labels:
+            base = y + fh + 2 + (head if r == 0 else 0.0)
+            fig.text((_PAD + left) / width, base / height, labels[r], ha="left",
+                     va="bottom", fontsize=fontsize)
+    if title:
+        fig.text(0.5, 1 - _PAD / height, title, ha="center", va="top", fontsize=fontsize)
+    return fig, axes
+
 
 def frame_strip(frames: Any, *, titles: Sequence[str] | None = None,
                 highlight: Sequence[int] = (), segments: int | None = None,
-                title: str | None = None, size: float = 0.6, dpi: int = 72):
+                title: str | None = None, scale: int | None = None, fontsize: float = 9):
     """One row of a clip's frames; frames in ``highlight`` are outlined in orange.
 
-    ``segments`` draws SegVR's segment borders (S equal parts of the clip) as black bars between
-    frames; ``titles`` labels each frame (default: its index). Returns the matplotlib Figure.
+    ``frames``: (F, 3, H, W) in [-1, 1]. ``segments`` draws SegVR's segment borders (S equal
+    parts of the clip) as black bars between frames; ``titles`` labels each frame (default: its
+    index). Frames are enlarged ``scale`` times by pixel repetition (default: the most, up to
+    4x, that fits the page's 7.5 inches); text is ``fontsize`` pt (>= 9). Returns the Figure.
     """
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    _check_figure_args(scale, fontsize)
     images = to_images(frames)
     n = len(images)
-    height = size * 1.35 + (0.3 if title else 0.0)
-    fig, axes = plt.subplots(1, n, figsize=(size * n, height), dpi=dpi, squeeze=False)
+    labels = [str(j) for j in range(n)] if titles is None else [str(t) for t in titles]
+    if len(labels) != n:
+        raise ValueError(f"titles has {len(labels)} entries for {n} frames")
+    fig, axes = _frame_grid([images], None, labels, title=title, scale=scale, fontsize=fontsize)
     picked = {int(i) for i in highlight}
     for j, ax in enumerate(axes[0]):
-        ax.imshow(images[j], interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(str(j) if titles is None else titles[j], fontsize=7, pad=2)
         for spine in ax.spines.values():
             spine.set_edgecolor("tab:orange" if j in picked else "0.8")
             spine.set_linewidth(3 if j in picked else 0.5)
-    top = 1.0
-    if title:
-        top = 1.0 - 0.3 / fig.get_figheight()
-        fig.suptitle(title, fontsize=9, y=1.0, va="top")
-    fig.tight_layout(pad=0.2, w_pad=0.6, rect=(0, 0, 1, top))
     for start, _ in (segment_bounds(n, segments)[1:] if segments else []):
         left, right = axes[0, start - 1].get_position(), axes[0, start].get_position()
         x = 0.5 * (left.x1 + right.x0)
@@ -92,32 +187,24 @@ def frame_strip(frames: Any, *, titles: Sequence[str] | None = None,
 
 
 def clip_rows(clips: Sequence[Any], labels: Sequence[str], *, frames: Sequence[int] | None = None,
-              size: float = 0.6, dpi: int = 72, title: str | None = None,
-              titles: Sequence[str] | None = None):
+              title: str | None = None, titles: Sequence[str] | None = None,
+              scale: int | None = None, fontsize: float = 9):
     """Several clips, one per row (the frames ``frames`` of each, default all), labelled.
 
-    ``titles`` names the columns (default: the frame index).
+    ``clips``: each (F, 3, H, W) in [-1, 1]; ``labels``: one per clip, left of its row or, when
+    that leaves the frames too little room, above it. ``titles`` names the columns (default:
+    the frame index). Enlargement and text size as in :func:`frame_strip`. Returns the Figure.
     """
-    import matplotlib.pyplot as plt
-
+    _check_figure_args(scale, fontsize)
+    if len(labels) != len(clips):
+        raise ValueError(f"{len(labels)} labels for {len(clips)} clips")
     images = [to_images(c) for c in clips]
-    ids = list(range(len(images[0]))) if frames is None else list(frames)
-    fig, axes = plt.subplots(len(images), len(ids), squeeze=False, dpi=dpi,
-                             figsize=(size * len(ids) + 1.2, size * len(images) + 0.5))
-    for row, (clip, label) in enumerate(zip(images, labels)):
-        for col, j in enumerate(ids):
-            ax = axes[row, col]
-            ax.imshow(clip[j], interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(str(j) if titles is None else titles[col], fontsize=7, pad=2)
-        axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    top = 1.0
-    if title:
-        top = 1.0 - 0.3 / fig.get_figheight()
-        fig.suptitle(title, fontsize=9, y=1.0, va="top")
-    fig.tight_layout(pad=0.2, w_pad=0.2, h_pad=0.2, rect=(0, 0, 1, top))
+    ids = list(range(len(images[0]))) if frames is None else [int(j) for j in frames]
+    names = [str(j) for j in ids] if titles is None else [str(t) for t in titles]
+    if len(names) != len(ids):
+        raise ValueError(f"titles has {len(names)} entries for {len(ids)} frames")
+    fig, _ = _frame_grid([img[ids] for img in images], [str(s) for s in labels], names,
+                         title=title, scale=scale, fontsize=fontsize)
     return fig
 
 
@@ -132,7 +219,7 @@ def pick_chart(indices: Any, num_frames: int, segments: int, *, labels: Sequence
     idx = np.asarray(indices.tolist() if hasattr(indices, "tolist") else indices, dtype=int)
     rows = len(idx)
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.32 * num_frames + 1.5, 0.28 * rows + 0.8), dpi=72)
+        _, ax = plt.subplots(figsize=(min(PAGE_WIDTH, 0.32 * num_frames + 1.5), 0.3 * rows + 0.9))
     grid = np.zeros((rows, num_frames))
     for r, picks in enumerate(idx):
         grid[r, picks] = 1.0
@@ -146,7 +233,8 @@ def pick_chart(indices: Any, num_frames: int, segments: int, *, labels: Sequence
     ax.grid(which="minor", color="0.85", lw=0.5)
     ax.tick_params(which="minor", length=0)
     ax.set_yticks(range(rows))
-    ax.set_yticklabels([str(r) for r in range(rows)] if labels is None else labels, fontsize=7)
+    ax.set_yticklabels([str(r) for r in range(rows)] if labels is None else labels,
+                       fontsize=MIN_FONTSIZE)
     ax.set_xlabel("frame index j")
     return ax
 

@@ -138,7 +138,7 @@ def sample_grid(model: VideoModel, path: str | Path, *, per_split: int = 2, ddim
         seen = " ".join(x or "?" for x in (v.colour, v.shape, v.motion))
         labels.append(f"[{split}] {prompt}\n(oracle sees: {seen})")
     frames = list(range(0, clips.shape[1], 2))
-    fig = clip_rows(clips, labels, frames=frames, size=0.7, dpi=100)
+    fig = clip_rows(clips, labels, frames=frames)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return prompts
