@@ -63,7 +63,7 @@ HISTORY = {
     "run name": [r"\b[Rr]uns? [A-Z]\d?\b(?!\s*=)", r"\b[Qq]2\b", r"model_\d{3,}",
                  r"model_q\d+", r"_\d+s\b"],
     "commit id": [rf"\bcommit(?:ted)?\b\W{{0,3}}{_HEX}\b", rf"\b{_HEX}\W{{0,3}}commit\b",
-                  r"-dirty\b", rf"`{_HEX}`", r"\|\s*commit\s*\|"],
+                  r"-dirty\b", rf"`(?=[0-9a-f]*[a-f]){_HEX}`", r"\|\s*commit\s*\|"],
     "earlier model": [r"\b(?:earlier|previous|older|former) (?:\w+ )?models?\b",
                       r"\b(?:earlier|previous|older|former) presets?\b"],
     "machine load": [r"\bload averages?\b", r"\bmachine(?:'s)? load\b", r"\bload \(1 min\)",
@@ -625,7 +625,7 @@ def test_the_history_patterns_catch_and_spare():
               "commit 3a5b2fd", "`5b63b76-dirty`", "| file | commit | machine |",
               "on the earlier models", "the previous model", "load average 4-7",
               "machine load", "while other jobs shared it", "other helpers' jobs",
-              "the session's tests", "see the README", "`tools/tiny_world/README.md`",
+              "the session's tests", "see the README", "`7834fbb`", "`tools/tiny_world/README.md`",
               "No machine that runs this book can download",
               "this repository's machines", "a loaded machine",
               "a machine whose speed drifted", "the machine's drift"]
@@ -633,7 +633,7 @@ def test_the_history_patterns_catch_and_spare():
               "run the chain", "Run the cell", "the model's run mode", "ModelScope",
               "S = 4 segments, F = 16", "a Colab session", "sha256 checksums",
               "the previous chapter", "the repository's benchmarks/results/",
-              "on a machine with a GPU", "run S = 4"]
+              "on a machine with a GPU", "run S = 4", "`1000000` steps"]
     missed = [s for s in caught if not history_hits(s)]
     wrong = [(s, history_hits(s)) for s in spared if history_hits(s)]
     assert not missed and not wrong, (missed, wrong)
