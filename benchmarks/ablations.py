@@ -80,6 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "'a training job was running on the other core'")
     p.add_argument("--render", default=None, metavar="JSON",
                    help="only rewrite the .md of an earlier results JSON")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the settings an interrupted run of the same arguments finished "
+                        "(saved after each setting in --out.partial.json) and run the rest")
     p.add_argument("--smoke", action="store_true",
                    help="base, instructvideo and draft1 only, 1 step, 4-step evaluation chain")
     args = p.parse_args(argv)
@@ -126,10 +129,15 @@ def run(args: argparse.Namespace) -> dict:
                    guidance_scale=base_cfg.guidance_scale, segments=4, seed=1000 + args.seed,
                    batch_size=args.batch_size, reward_name=base_cfg.reward)
 
-    rows = {}
+    partial = Path(args.out).with_suffix(".partial.json")
+    same_run = {k: v for k, v in vars(args).items() if k not in ("note", "resume")}
+    rows = _resumed(partial, same_run) if args.resume else {}
     with tempfile.TemporaryDirectory(prefix="ivlite-ablations-") as tmp:
         tmp = args.keep_runs or tmp
         for name in names:
+            if name in rows:
+                print(f"[{name}] kept from {partial}", flush=True)
+                continue
             t0 = time.time()
             model = copy.deepcopy(pristine)
             row = {"description": DESCRIPTIONS.get(name, name), "overrides": SETTINGS[name]}
@@ -163,6 +171,9 @@ def run(args: argparse.Namespace) -> dict:
                   f"({row['train_cpu_seconds']:.1f} CPU s), "
                   f"{row['wall_seconds']:.0f} s with evaluation", flush=True)
             del model
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"args": same_run, "settings": rows}))
+    rows = {name: rows[name] for name in names}
 
     if "base" in rows:  # paired differences against the base model (same prompts, same noise)
         base = rows["base"]["eval"]["splits"]
@@ -183,6 +194,19 @@ def run(args: argparse.Namespace) -> dict:
         "machine": {**info_start, "load_average_end": machine_info()["load_average_1_5_15"]},
         "total_seconds": round(time.time() - t_start, 1)}
     return results
+
+
+def _resumed(partial: Path, same_run: dict) -> dict:
+    """The settings an interrupted run with the same arguments saved in ``partial``."""
+    if not partial.is_file():
+        print(f"--resume: no {partial}; starting from the first setting", flush=True)
+        return {}
+    saved = json.loads(partial.read_text())
+    if saved["args"] != same_run:
+        diff = sorted(k for k in same_run if saved["args"].get(k) != same_run[k])
+        raise SystemExit(f"--resume: {partial} was written with other arguments ({', '.join(diff)}"
+                         f"); rerun without --resume to start afresh")
+    return saved["settings"]
 
 
 def targets(rows: dict, args) -> dict:
@@ -286,6 +310,7 @@ def main(argv=None) -> dict:
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
     md = to_markdown(results)
     out.with_suffix(".md").write_text(md)
+    out.with_suffix(".partial.json").unlink(missing_ok=True)
     print(md)
     return results
 

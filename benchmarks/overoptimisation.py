@@ -36,7 +36,8 @@ from benchmarks.settings import machine_info, setting_config
 from ivlite.config import Config
 from ivlite.early_stop import EarlyStopping, PatienceRule, stop_index
 
-CLIP_KEYS = ("reward", "judge", "oracle_score", "travel", "motion_ok", "temporal_consistency")
+CLIP_KEYS = ("reward", "judge", "oracle_score", "travel", "motion_ok", "temporal_consistency",
+             "frame_quality", "frame_motion")
 """Per-clip scores each evaluation of the curve keeps (``clips_<split>``; motion_ok as 0/1)."""
 
 
@@ -101,6 +102,9 @@ def run(args) -> dict:
             out[f"all_ok_{split}"] = e["oracle"]["all_ok"]
             out[f"frame_quality_{split}"] = e["oracle"]["frame_quality"]
             out[f"temporal_consistency_{split}"] = e["temporal_consistency"]["mean"]
+            out[f"travel_{split}"] = e["oracle"]["travel"]
+            out[f"motion_ok_{split}"] = e["oracle"]["motion_ok"]
+            out[f"frame_motion_{split}"] = e["frame_motion"]["mean"]
             # per clip, in clip order (the same prompt and noise at every evaluation), so two
             # evaluations compare paired per clip (ivlite.stats.paired_gain); kept beside the
             # curve because the early-stopping recorder logs numbers only
@@ -176,13 +180,16 @@ def to_markdown(results: dict) -> str:
         f"{m['load_average_1_5_15']}, at end {m['load_average_end']}; commit {m['git_commit']}."
         + (f" Note: {m['note']}" if m.get("note") else ""), "",
         "| step | proxy in-domain | proxy held-out | judge held-out | oracle in-domain "
-        "| oracle held-out | all 3 correct held-out | temporal consistency held-out |",
-        "|" + "---|" * 8]
+        "| oracle held-out | all 3 correct held-out | temporal consistency held-out "
+        "| travel held-out (share of width) / moved as prompted |",
+        "|" + "---|" * 9]
     for c in results["curve"]:
+        travel = (f"{c['travel_held_out']:.2f} / {c['motion_ok_held_out']:.0%}"
+                  if "travel_held_out" in c else "-")
         lines.append(f"| {c['step']} | {c['reward_in_domain']:.4f} | {c['reward_held_out']:.4f} | "
                      f"{c['judge']:.4f} | {c['oracle_in_domain']:.3f} | "
                      f"{c['oracle_held_out']:.3f} | {c['all_ok_held_out']:.0%} | "
-                     f"{c['temporal_consistency_held_out']:.3f} |")
+                     f"{c['temporal_consistency_held_out']:.3f} | {travel} |")
     e = s["early_stop"]
 
     def stop_text(r):

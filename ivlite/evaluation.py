@@ -9,7 +9,8 @@ table.
 - :func:`evaluate_splits`: the paper's protocol per prompt split (in-domain, held-out categories,
   out-of-domain): the training reward (mean and std), a second judge the model was not trained
   on (:func:`ivlite.registry.build_judge`), the oracle of :func:`ivlite.registry.oracle` where it
-  covers the prompts, temporal consistency, per-prompt means;
+  covers the prompts, temporal consistency, motion (:func:`frame_motion`, the oracle's travel),
+  per-prompt and per-clip scores;
   :func:`splits_markdown` turns it into a table, :func:`run_split_evaluation` writes both.
 
 Both reports can say how many evaluation prompts are also training captions
@@ -158,6 +159,35 @@ def flicker(clips: torch.Tensor) -> torch.Tensor:
     return (mean_rgb[:, 1:] - mean_rgb[:, :-1]).abs().mean(dim=(1, 2))
 
 
+MOVING_SHARE = 0.05
+"""Share of a frame's pixels :func:`frame_motion` averages: the most-changed 5%."""
+
+
+def frame_motion(clips: torch.Tensor) -> torch.Tensor:
+    """Model-free motion (a dynamic degree), higher = more motion: per clip (N, F, 3, H, W) in
+    [-1, 1], for each consecutive frame pair the mean over the top 5% of pixels of the absolute
+    per-pixel change (averaged over the 3 channels), averaged over the F - 1 pairs; (N,) in
+    [0, 1] colour units. A still clip scores 0.
+
+    Why the top 5%: a video's motion is often a small object moving over a still background (the
+    tiny world's objects cover ~10% of the frame). A mean over all pixels would dilute that
+    motion by the background's share and rank a small moving object below a faint global
+    flicker; the pixels that changed most are where the motion is. Needs no model, so it works at
+    any scale (one clip at a time, so full-size clips need no more memory than one clip's frame
+    differences); on the tiny world the oracle's ``travel`` is the exact measure.
+    """
+    if clips.ndim != 5 or clips.shape[2] != 3 or clips.shape[1] < 2:
+        raise ValueError(f"frame_motion: expected clips (N, F >= 2, 3, H, W), got "
+                         f"{tuple(clips.shape)}")
+    out = []
+    for clip in clips:
+        x = (clip.float() * 0.5 + 0.5).clamp(0, 1)                        # (F, 3, H, W)
+        change = (x[1:] - x[:-1]).abs().mean(dim=1).flatten(1)             # (F - 1, H * W)
+        k = max(1, round(MOVING_SHARE * change.shape[1]))
+        out.append(change.topk(k, dim=1).values.mean())
+    return torch.stack(out)
+
+
 def _stats(values: Sequence[float]) -> dict[str, float]:
     values = [float(v) for v in values]
     return {"mean": statistics.fmean(values), "std": statistics.pstdev(values)}
@@ -178,10 +208,16 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
     over clips, as the paper's Table 1), the ``judge`` (a name for
     :func:`ivlite.registry.build_judge` or a callable; ``None`` skips it), the verdict of
     :func:`ivlite.registry.oracle` when ``oracle`` (``None``: when it covers every prompt), a
-    temporal-consistency measure (the oracle's where it judges, and :func:`flicker` always) and
-    per-prompt means; with ``train_captions``, how many of the split's prompts are training
-    captions (``train_overlap``, :func:`ivlite.prompts.training_overlap`). Returns a JSON-able
-    dict.
+    temporal-consistency measure (the oracle's where it judges, and :func:`flicker` always), a
+    motion measure (the oracle's ``travel`` and ``motion_ok`` where it judges, and
+    :func:`frame_motion` always: the paper's "temporal modeling degradation" is a video losing its
+    motion), per-prompt means and ``per_clip``: one dict per clip in clip order (prompt, seed,
+    reward, judge, oracle_score, motion_ok, travel, temporal_consistency, frame_quality,
+    colour_ok, shape_ok, frame_motion, flicker; judge and oracle keys only where they ran), so
+    two settings scored on the same prompts and noise compare paired per clip
+    (:func:`ivlite.stats.paired_gain`). With ``train_captions``, how many of the split's prompts
+    are training captions (``train_overlap``, :func:`ivlite.prompts.training_overlap`). Returns a
+    JSON-able dict.
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be an integer >= 1 (clips per prompt)")
@@ -208,25 +244,37 @@ def evaluate_splits(model: VideoModel, reward: Reward, splits: dict[str, Sequenc
         clips = all_clips[offset:offset + len(split_items)]
         offset += len(split_items)
         rewards = reward_judge(clips, split_items).tolist()
+        flickers, motions = flicker(clips).tolist(), frame_motion(clips).tolist()
         entry: dict = {"prompts": prompts, "clips": len(split_items),
-                       "reward": _stats(rewards), "flicker": _stats(flicker(clips).tolist())}
+                       "reward": _stats(rewards), "flicker": _stats(flickers),
+                       "frame_motion": _stats(motions)}
+        per_clip = [{"prompt": p, "seed": seed + k, "reward": r}
+                    for k, (p, r) in enumerate(zip(split_items, rewards))]
         per_prompt = {p: {"reward": []} for p in prompts}
         for p, r in zip(split_items, rewards):
             per_prompt[p]["reward"].append(r)
         if judge is not None:
             scores = judge(clips, split_items).tolist()
             entry["judge"] = _stats(scores)
-            for p, s in zip(split_items, scores):
+            for p, s, row in zip(split_items, scores, per_clip):
                 per_prompt[p].setdefault("judge", []).append(s)
+                row["judge"] = s
         if oracle:
             verdicts = verdict_judge.verdicts(clips, split_items)
             entry["oracle"] = verdict_judge.summarise(verdicts)
             entry["oracle"]["score_std"] = statistics.pstdev([v.score for v in verdicts])
             entry["temporal_consistency"] = _stats([v.temporal_consistency for v in verdicts])
-            for p, v in zip(split_items, verdicts):
+            for p, v, row in zip(split_items, verdicts, per_clip):
                 per_prompt[p].setdefault("oracle_score", []).append(v.score)
+                row.update(oracle_score=v.score, motion_ok=bool(v.motion_ok), travel=v.travel,
+                           temporal_consistency=v.temporal_consistency,
+                           frame_quality=v.frame_quality, colour_ok=bool(v.colour_ok),
+                           shape_ok=bool(v.shape_ok))
+        for row, m, f in zip(per_clip, motions, flickers):
+            row.update(frame_motion=m, flicker=f)
         entry["per_prompt"] = {p: {k: statistics.fmean(v) for k, v in d.items()}
                                for p, d in per_prompt.items()}
+        entry["per_clip"] = per_clip
         if train_captions is not None:
             entry["train_overlap"] = training_overlap(prompts, train_captions)
         result_splits[split] = entry
@@ -247,15 +295,24 @@ def _pm(stats: dict | None, digits: int = 4) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
+def _travel_cell(oracle: dict) -> str:
+    """``travel`` and ``motion_ok`` of an oracle summary; "-" for results scored before the
+    oracle measured travel."""
+    if "travel" not in oracle:
+        return "-"
+    return f"{oracle['travel']:.2f} / {oracle['motion_ok']:.0%}"
+
+
 def splits_markdown(results: dict) -> str:
-    """One row per split: reward, judge, oracle, temporal consistency, flicker (mean ± std)."""
+    """One row per split: reward, judge, oracle, temporal consistency, motion (the oracle's
+    travel and share moved as prompted), frame motion and flicker (mean ± std)."""
     judge = results.get("judge") or "judge"
     head = ["split", "clips", f"reward ({results.get('reward') or 'training reward'})",
             f"judge ({judge})"]
     if results.get("oracle"):
         head += ["oracle score", "all 3 correct", "colour / shape / motion", "frame quality",
-                 "temporal consistency"]
-    head.append("flicker (lower = steadier)")
+                 "temporal consistency", "travel (share of width) / moved as prompted"]
+    head += ["frame motion", "flicker (lower = steadier)"]
     overlap = all("train_overlap" in e for e in results["splits"].values())
     if overlap:
         head.append("prompts that are training captions")
@@ -266,8 +323,9 @@ def splits_markdown(results: dict) -> str:
             o = e["oracle"]
             row += [f"{o['score']:.3f} ± {o['score_std']:.3f}", f"{o['all_ok']:.0%}",
                     f"{o['colour_ok']:.0%} / {o['shape_ok']:.0%} / {o['motion_ok']:.0%}",
-                    f"{o['frame_quality']:.3f}", _pm(e["temporal_consistency"], 3)]
-        row.append(_pm(e["flicker"], 4))
+                    f"{o['frame_quality']:.3f}", _pm(e["temporal_consistency"], 3),
+                    _travel_cell(o)]
+        row += [_pm(e.get("frame_motion"), 3), _pm(e["flicker"], 4)]
         if overlap:
             row.append(f"{e['train_overlap']['count']} of {e['train_overlap']['of']}")
         lines.append("| " + " | ".join(row) + " |")

@@ -237,3 +237,16 @@ def test_cli_evaluate_per_split(tmp_path, capsys):
     assert res["judge"] == "oracle-quality" and res["oracle"] is True
     assert "| held_out | 1 |" in capsys.readouterr().out
     assert (out / "evaluation.md").is_file()
+
+
+def test_ablations_resume_keeps_only_a_run_of_the_same_arguments(tmp_path, capsys):
+    from benchmarks.ablations import _resumed
+
+    partial = tmp_path / "abl.partial.json"
+    assert _resumed(partial, {"per_split": 16}) == {}
+    assert "no " in capsys.readouterr().out
+    partial.write_text(json.dumps({"args": {"per_split": 16, "seeds": 2},
+                                   "settings": {"base": {"steps": 0}}}))
+    assert _resumed(partial, {"per_split": 16, "seeds": 2}) == {"base": {"steps": 0}}
+    with pytest.raises(SystemExit, match="seeds"):
+        _resumed(partial, {"per_split": 16, "seeds": 1})

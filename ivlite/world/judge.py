@@ -26,7 +26,8 @@ class Oracle:
         return [judge_clip(c.float().cpu().numpy(), p) for c, p in zip(clips, prompts)]
 
     def summarise(self, verdicts: Sequence[OracleResult]) -> dict[str, float]:
-        """Mean colour/shape/motion/all accuracy, frame quality, temporal consistency, score."""
+        """Mean colour/shape/motion/all accuracy, frame quality, temporal consistency, travel
+        (the dynamic degree: share of the frame width the object moves), score."""
         return summarise(verdicts)
 
 

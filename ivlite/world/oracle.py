@@ -13,7 +13,10 @@ never as a differentiable training reward. Given a clip (F, 3, H, W) in [-1, 1] 
    blob if the edge is too soft for the object's size; else triangle from the skew of the
    vertical mass distribution, which survives blur; else square vs circle from the bounding-box
    fill ratio, 1 vs pi/4) and motion (least-squares slope of the centroid trajectory:
-   axis, sign, and a minimum travel);
+   axis, sign, and a minimum travel) with its ``travel``, how far the object moves over the clip
+   as a share of the frame width: the tiny world's exact counterpart of VBench's *dynamic
+   degree*, the measure of the paper's "temporal modeling degradation" (image rewards pushing
+   every frame to look alike, so the video loses its motion);
 3. scores per-frame quality (edge sharpness relative to a crisp anti-aliased edge, saturation,
    contrast, pixel noise) and temporal consistency (centroid jitter from second differences,
    colour/brightness flicker, object-size changes, frames where the object is lost).
@@ -91,6 +94,10 @@ class OracleResult:
     motion_ok: bool
     frame_quality: float                 # mean of frame_qualities, [0, 1]
     temporal_consistency: float          # [0, 1]
+    # |least-squares centroid displacement| / frame width over the clip: 0 static, world clips
+    # 0.3 .. 0.45. The exact counterpart of VBench's dynamic degree (how much the video moves);
+    # whether it moves the prompted way is ``motion_ok``.
+    travel: float
     frame_qualities: np.ndarray = field(repr=False)  # (F,)
     details: dict[str, float] = field(default_factory=dict, repr=False)
 
@@ -437,17 +444,19 @@ def judge_clip(clip: Any, caption: Scene | str) -> OracleResult:
     else:
         colour, fill, skew, halo, shape = None, np.nan, np.nan, np.nan, None
     motion, displacement = detect_motion(frames.centroid, present, size)
+    travel = float(np.hypot(*displacement) / size)
     consistency, parts = temporal_consistency(frames)
     qualities = frames.quality
     hue = hue_degrees(frames.object_rgb[present].mean(axis=0)) if present.any() else np.nan
     details = {"fill": fill, "skew": skew, "halo": halo, "hue": float(hue),
-               "dx": float(displacement[0]), "dy": float(displacement[1]), **parts}
+               "dx": float(displacement[0]), "dy": float(displacement[1]), "travel": travel,
+               **parts}
     return OracleResult(
         colour=colour, shape=shape, motion=motion,
         colour_ok=colour == scene.colour, shape_ok=shape == scene.shape,
         motion_ok=motion == scene.motion,
         frame_quality=float(qualities.mean()), temporal_consistency=consistency,
-        frame_qualities=qualities, details=details,
+        travel=travel, frame_qualities=qualities, details=details,
     )
 
 
@@ -459,9 +468,11 @@ def judge_clips(clips: Any, captions: Sequence[Scene | str]) -> list[OracleResul
 
 
 def summarise(results: Sequence[OracleResult]) -> dict[str, float]:
-    """Mean accuracy and quality over results: the numbers an evaluation table reports."""
+    """Mean accuracy, quality and motion over results: the numbers an evaluation table reports.
+    ``travel`` (mean share of the frame width the object moves) is the dynamic degree;
+    ``motion_ok`` the share of clips that move the prompted way."""
     keys = ("colour_ok", "shape_ok", "motion_ok", "all_ok", "frame_quality",
-            "temporal_consistency", "score")
+            "temporal_consistency", "travel", "score")
     return {k: float(np.mean([float(getattr(r, k)) for r in results])) for k in keys}
 
 
