@@ -37,3 +37,33 @@ def test_no_effect_gives_an_interval_around_zero_and_is_seeded():
 def test_bad_pairs_are_refused(a, b, words):
     with pytest.raises(ValueError, match=words):
         paired_gain(a, b)
+
+
+def test_share_interval_is_wilsons_and_stays_open_at_all_or_none():
+    from ivlite.stats import share_interval
+
+    every = share_interval([True] * 8)
+    assert every.mean == 1.0 and every.high == 1.0
+    assert every.low == pytest.approx(0.6756, abs=1e-4)      # 8/8: not the bootstrap's point
+    none = share_interval([0] * 10)
+    assert none.mean == 0.0 and none.low == 0.0 and none.high == pytest.approx(0.2775, abs=1e-4)
+    half = share_interval([True, False] * 50)
+    assert half.low == pytest.approx(0.4038, abs=1e-4) and half.high == pytest.approx(0.5962,
+                                                                                       abs=1e-4)
+    assert every.text() == "1.00 [0.68, 1.00]"
+    with pytest.raises(ValueError, match="booleans"):
+        share_interval([0.5, 1.0])
+
+
+def test_mean_interval_brackets_the_mean_and_narrows_with_n():
+    from ivlite.stats import mean_interval
+
+    rng = np.random.default_rng(3)
+    small, large = mean_interval(rng.normal(2, 1, 16)), mean_interval(rng.normal(2, 1, 400))
+    assert small.low < small.mean < small.high and small.n == 16
+    assert large.low < 2.0 < large.high
+    assert large.high - large.low < 0.5 * (small.high - small.low)
+    with pytest.raises(ValueError, match="non-empty"):
+        mean_interval([])
+    with pytest.raises(ValueError, match="level=1.5"):
+        mean_interval([1.0, 2.0], level=1.5)
