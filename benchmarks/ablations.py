@@ -81,8 +81,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--render", default=None, metavar="JSON",
                    help="only rewrite the .md of an earlier results JSON")
     p.add_argument("--resume", action="store_true",
-                   help="keep the settings an interrupted run of the same arguments finished "
-                        "(saved after each setting in --out.partial.json) and run the rest")
+                   help="keep the settings an interrupted run finished (saved after each "
+                        "setting in --out.partial.json; its arguments, --settings and --out "
+                        "aside, must be these) and run the rest; runs of disjoint --settings "
+                        "whose partial files are merged resume into one file")
     p.add_argument("--smoke", action="store_true",
                    help="base, instructvideo and draft1 only, 1 step, 4-step evaluation chain")
     args = p.parse_args(argv)
@@ -130,8 +132,11 @@ def run(args: argparse.Namespace) -> dict:
                    batch_size=args.batch_size, reward_name=base_cfg.reward)
 
     partial = Path(args.out).with_suffix(".partial.json")
-    same_run = {k: v for k, v in vars(args).items() if k not in ("note", "resume")}
+    # What each setting's row depends on: not which other settings ran, nor where they go.
+    same_run = {k: v for k, v in vars(args).items()
+                if k not in ("note", "resume", "settings", "out")}
     rows = _resumed(partial, same_run) if args.resume else {}
+    resumed = [name for name in names if name in rows]
     with tempfile.TemporaryDirectory(prefix="ivlite-ablations-") as tmp:
         tmp = args.keep_runs or tmp
         for name in names:
@@ -189,6 +194,7 @@ def run(args: argparse.Namespace) -> dict:
         "benchmark": "ablations on the tiny world",
         "budget": {"steps": args.budget_steps, "seconds": args.budget_seconds},
         "args": vars(args), "prompts": prompts, "groups": GROUPS,
+        "resumed_settings": resumed,
         "base_config": base_cfg.to_dict(), "settings": rows,
         "targets": targets(rows, args),
         "machine": {**info_start, "load_average_end": machine_info()["load_average_1_5_15"]},
