@@ -3,7 +3,8 @@
 The chapters in ``book/`` are thin drivers; what they compute more than once lives here:
 
 - figures: :func:`frame_strip` (a clip's frames in a row, picked frames outlined),
-  :func:`clip_rows` (several clips, one per row), :func:`pick_chart` (which frames SegVR picks),
+  :func:`clip_rows` (several clips, one per row), :func:`before_after` (pairs of clips side by
+  side), :func:`pick_chart` (which frames SegVR picks),
   :func:`chain_frames` (one frame of x_t and of the predicted x_0 at every step of a DDIM chain);
   figures fit the page's column (<= 7.5 in at 100 dpi) with text >= 9 pt, and frames are
   enlarged by whole factors with pixel repetition, so a 32x32 frame stays sharp;
@@ -255,6 +256,40 @@ def chain_frames(model, trajectory: Sequence[tuple[int, torch.Tensor, torch.Tens
     decoded = decoded.clamp(-1, 1).float().cpu()
     return decoded[:len(xt)], decoded[len(xt):], [int(t) for t, _, _ in trajectory]
 
+
+def before_after(before: Sequence[Any], after: Sequence[Any], titles: Sequence[str], *,
+                 frames: Sequence[int] = (0, 5, 10, 15), notes: Sequence[tuple[str, str]] = (),
+                 labels: tuple[str, str] = ("before", "after"), scale: int | None = None,
+                 fontsize: float = 9):
+    """Pairs of clips side by side: one row per pair, the ``frames`` of ``before[i]`` left of a
+    black bar and those of ``after[i]`` right of it, each frame enlarged by pixel repetition.
+
+    ``before``, ``after``: clips (F, 3, H, W) in [-1, 1]; ``titles[i]`` labels row i, above it;
+    ``notes[i]`` (optional), a (left, right) pair of texts, for example what a judge sees in
+    each clip, goes on two more lines, ``labels[0]: left`` and ``labels[1]: right``. The
+    columns are titled by frame index, the first of each half with its label. Enlargement and
+    text size as in :func:`frame_strip`. Returns the Figure.
+    """
+    from matplotlib.lines import Line2D
+
+    _check_figure_args(scale, fontsize)
+    if not len(before) == len(after) == len(titles) or (notes and len(notes) != len(titles)):
+        raise ValueError(f"{len(before)} before clips, {len(after)} after clips, "
+                         f"{len(titles)} titles, {len(notes)} notes: give one of each per row")
+    ids = [int(j) for j in frames]
+    rows = [np.concatenate([to_images(a)[ids], to_images(b)[ids]]) for a, b in zip(before, after)]
+    row_labels = [str(t) if not notes else
+                  f"{t}\n{labels[0]}: {n[0]}\n{labels[1]}: {n[1]}"
+                  for t, n in zip(titles, notes or [None] * len(titles))]
+    cols = [f"{label} {j}" if c == 0 else str(j) for label in labels for c, j in enumerate(ids)]
+    fig, axes = _frame_grid(rows, row_labels, cols, title=None, scale=scale, fontsize=fontsize)
+    k = len(ids)
+    for r in range(len(rows)):
+        left, right = axes[r, k - 1].get_position(), axes[r, k].get_position()
+        x = 0.5 * (left.x1 + right.x0)
+        fig.add_artist(Line2D([x, x], [left.y0, left.y1], color="k", lw=2,
+                              transform=fig.transFigure))
+    return fig
 
 # ----------------------------------------------------------------------------- inline videos
 

@@ -104,3 +104,24 @@ def test_figure_helpers_reject_unreadable_settings():
         clip_rows([_clip()], ["x"], scale=0)
     with pytest.raises(ValueError, match="2 labels for 1 clips"):
         clip_rows([_clip()], ["x", "y"])
+
+
+def test_before_after_puts_each_pair_in_one_row_legibly():
+    from ivlite.viz import before_after
+
+    a, b = torch.full((16, 3, 32, 32), -1.0), torch.full((16, 3, 32, 32), 1.0)
+    notes = [("sees red circle, moving left; quality 0.91",
+              "sees red circle, moving left; quality 0.95")] * 3
+    fig = before_after([a] * 3, [b] * 3, ["in-domain: a red circle moving left"] * 3,
+                       notes=notes, labels=("base", "tuned"))
+    _legible(fig, 32)
+    frames = [ax for ax in fig.axes if ax.images]
+    assert len(frames) == 24                                   # 3 rows x 2 sides x 4 frames
+    assert frames[3].images[0].get_array().max() == 0          # left: before (black)
+    assert frames[4].images[0].get_array().min() == 1          # right: after (white)
+    texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+    assert "base 0" in texts and "tuned 0" in texts
+    assert "in-domain: a red circle moving left\nbase: sees red circle, moving left; quality " \
+           "0.91\ntuned: sees red circle, moving left; quality 0.95" in texts
+    with pytest.raises(ValueError, match="one of each per row"):
+        before_after([a], [b, b], ["row"])
