@@ -95,6 +95,19 @@ def gains_dict(before: dict, after: dict) -> dict[str, dict[str, dict]]:
             for split, per_split in paired_gains(before, after, tuple(METRICS)).items()}
 
 
+def shown_clips(results: dict) -> list[tuple[str, str, int]]:
+    """The clips chapter 7 shows, (split, prompt, generator seed), chosen by a rule, not by
+    their gain: per split its first evaluation clip, then its first clip whose base version
+    the oracle finds wrong in colour, shape or motion (when that is not the first one)."""
+    shown = []
+    for split, entry in results["base"]["splits"].items():
+        rows = entry["per_clip"]
+        flawed = [r for r in rows if not (r["colour_ok"] and r["shape_ok"] and r["motion_ok"])]
+        for row in [rows[0]] + [r for r in flawed[:1] if r is not rows[0]]:
+            shown.append((split, row["prompt"], row["seed"]))
+    return shown
+
+
 def markdown(results: dict) -> str:
     """The gains as a table: one row per metric, one column per split, each cell the mean
     paired gain and its 95% interval (``*`` where the interval excludes zero)."""
