@@ -54,8 +54,9 @@ def add_lora(unet: torch.nn.Module, config: LoraConfig | None = None
 
     Each target linear layer becomes a peft ``LoraLayer``: the frozen ``base_layer`` W,
     ``lora_A`` (A: r x d_in) and ``lora_B`` (B: d_out x r), computing
-    h = W x + (alpha / r) B A x (LoRA, arXiv 2106.09685, Eq. 3). A (down) starts at random
-    as ``config`` says (:data:`LORA_INITS`), B (up) at zero: the output is unchanged.
+    h = W x + (alpha / r) B A x (LoRA, arXiv 2106.09685, Eq. 3). A (down) starts at
+    random as ``config`` says (:data:`LORA_INITS`), B (up) at zero: the output is
+    unchanged.
     """
     config = config or lora_config()
     unet.requires_grad_(False)
