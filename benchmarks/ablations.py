@@ -121,10 +121,6 @@ def run(args: argparse.Namespace) -> dict:
         extra["warmup_steps"] = args.warmup_steps
     base_cfg = Config.preset("tiny-world").override(extra)
 
-    pristine = load_tiny_world()
-    reward = build_reward(base_cfg.reward)
-    clips = world_clips(pristine, "in_domain", clips=args.train_clips, seed=args.seed,
-                        num_frames=base_cfg.num_frames)
     prompts = world_splits(args.per_split, seed=args.seed)
     eval_kw = dict(seeds=args.seeds, judge=args.judge, num_frames=base_cfg.num_frames,
                    height=base_cfg.height, width=base_cfg.width, ddim_steps=args.eval_ddim_steps,
@@ -137,6 +133,11 @@ def run(args: argparse.Namespace) -> dict:
                 if k not in ("note", "resume", "settings", "out")}
     rows = _resumed(partial, same_run) if args.resume else {}
     resumed = [name for name in names if name in rows]
+    if len(resumed) < len(names):  # something to train or score: load the model and data
+        pristine = load_tiny_world()
+        reward = build_reward(base_cfg.reward)
+        clips = world_clips(pristine, "in_domain", clips=args.train_clips, seed=args.seed,
+                            num_frames=base_cfg.num_frames)
     with tempfile.TemporaryDirectory(prefix="ivlite-ablations-") as tmp:
         tmp = args.keep_runs or tmp
         for name in names:
