@@ -5,10 +5,14 @@ The chapters in ``book/`` are thin drivers; what they compute more than once liv
 - figures: :func:`frame_strip` (a clip's frames in a row, picked frames outlined),
   :func:`clip_rows` (several clips, one per row), :func:`before_after` (pairs of clips side by
   side), :func:`pick_chart` (which frames SegVR picks),
-  :func:`chain_frames` (one frame of x_t and of the predicted x_0 at every step of a DDIM chain);
+  :func:`chain_frames` (one frame of x_t and of the predicted x_0 at every step of a DDIM chain),
+  :func:`schedule_figure` (the noise schedule and where editing chains start),
+  :func:`chain_cost_figure` (UNet calls against tau and D), :func:`gradient_maps` (a reward's
+  gradient in pixel space);
   figures fit the page's column (<= 7.5 in at 100 dpi) with text >= 9 pt, and frames are
   enlarged by whole factors with pixel repetition, so a 32x32 frame stays sharp;
 - videos that play in a static page: :func:`video_html` / :func:`videos_html` (inline base64 GIFs);
+  :func:`slider` (one ipywidgets slider, for a live kernel);
 - measurements: :func:`score_frames` (reward of every frame of clips), :func:`vae_roundtrip`
   (world clips as a VAE decodes them), :func:`segvr_estimates` (the video reward over many random
   SegVR draws), :func:`pixel_gradient` (d score / d pixels), :func:`effective_frames` (how many
@@ -291,6 +295,82 @@ def before_after(before: Sequence[Any], after: Sequence[Any], titles: Sequence[s
                               transform=fig.transFigure))
     return fig
 
+def schedule_figure(alphas_cumprod: Any, starts: dict[float, int], *, highlight: float = 0.6):
+    """The two weights of Eq. 3 against t, with the chain's start t_s for each tau (dashed).
+
+    ``alphas_cumprod`` (T,) is the scheduler's; ``starts`` maps tau to t_s; the start of
+    ``highlight`` (the paper's tau) is drawn in orange. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+    t = np.arange(len(abar))
+    fig, ax = plt.subplots(figsize=(6.5, 3.0), dpi=DPI)
+    ax.plot(t, abar.sqrt(), label=r"$\sqrt{\bar\alpha_t}$ (clean clip)")
+    ax.plot(t, (1 - abar).sqrt(), label=r"$\sqrt{1-\bar\alpha_t}$ (noise)")
+    for tau, start in starts.items():
+        paper = tau == highlight
+        ax.axvline(start, color="tab:orange" if paper else "0.7", lw=2 if paper else 1, ls="--")
+        ax.text(start, 1.02, f"{tau:g}", ha="center", fontsize=9,
+                transform=ax.get_xaxis_transform())
+    ax.set_xlabel(f"timestep t (dashed: t_s for the tau above; orange: tau = {highlight:g})",
+                  fontsize=10)
+    ax.set_ylabel("weight in Eq. 3", fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.legend(fontsize=9, loc="center right")
+    fig.tight_layout()
+    return fig
+
+
+def chain_cost_figure(taus: Sequence[float], calls: dict[int, Sequence[int]],
+                      measured: dict[float, int], *, paper: tuple[float, int] = (0.6, 12)):
+    """UNet calls of an editing chain against tau, one step line per D (``calls[D]``), with the
+    ``measured`` counts as dots and the paper's setting ``paper`` = (tau, calls) circled."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.0), dpi=DPI)
+    for d, counts in calls.items():
+        ax.step(taus, counts, where="post", label=f"D = {d}")
+    ax.plot(list(measured), list(measured.values()), "ko", ms=4, label="measured (D = 20)")
+    ax.plot([paper[0]], [paper[1]], "o", color="tab:orange", ms=10, mfc="none", mew=2,
+            label=f"paper: {paper[1]} calls")
+    ax.set_xlabel("editing strength tau", fontsize=10)
+    ax.set_ylabel("UNet calls per chain", fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_maps(frame: Any, grad: Any, *, title: str | None = None):
+    """A frame and the reward's gradient with respect to its pixels, in five panels.
+
+    ``frame`` (3, H, W) in [-1, 1], ``grad`` (3, H, W): the frame; the saliency |d r / d x|
+    summed over colour channels; and the signed gradient of each channel (red: the score rises
+    if that channel brightens), on one symmetric colour scale. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    g = torch.as_tensor(grad).detach().float().cpu()
+    fig, axes = plt.subplots(1, 5, figsize=(7.5, 2.0), dpi=DPI)
+    axes[0].imshow(to_images(frame)[0], interpolation="nearest")
+    axes[0].set_title("frame", fontsize=9)
+    axes[1].imshow(g.abs().sum(0), cmap="magma", interpolation="nearest")
+    axes[1].set_title("|d r / d x|, RGB sum", fontsize=9)
+    limit = float(g.abs().max())
+    for c, name in enumerate("RGB"):
+        axes[2 + c].imshow(g[c], cmap="RdBu_r", vmin=-limit, vmax=limit,
+                           interpolation="nearest")
+        axes[2 + c].set_title(f"d r / d {name}", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- inline videos
 
 
@@ -333,18 +413,39 @@ def videos_html(clips: Sequence[Any], captions: Sequence[str] | None = None, fps
                 + "</div>")
 
 
+def slider(function, options: Sequence[Any], *, value: Any, name: str):
+    """A slider over ``options`` that calls ``function(name=option)``, displayed.
+
+    ``ipywidgets.interactive`` with a ``SelectionSlider``; it needs a live kernel (in a static
+    page it shows the output of ``value`` only). The page's plain-text fallback is a short line
+    instead of the widget's repr, which would list every option. Returns the widget.
+    """
+    from IPython.display import display
+    from ipywidgets import SelectionSlider, interactive
+
+    widget = interactive(function, **{name: SelectionSlider(
+        options=list(options), value=value, description=name)})
+    bundle = widget._repr_mimebundle_()
+    bundle["text/plain"] = f"(a slider over {name}: it needs a live kernel)"
+    display(bundle, raw=True)
+    return widget
+
+
 # ----------------------------------------------------------------------------- measurements
 
 
 @torch.no_grad()
 def score_frames(reward, clips: Any, captions: Sequence[str], *, batch: int = 256) -> torch.Tensor:
-    """Reward of every frame: clips (N, F, 3, H, W) in [-1, 1] and N captions -> scores (N, F)."""
+    """Reward of every frame: clips (N, F, 3, H, W) in [-1, 1] and N captions -> scores (N, F)
+    on the CPU. The frames are moved to the reward's device (a module's parameters')."""
     x = torch.as_tensor(np.asarray(clips) if not isinstance(clips, torch.Tensor) else clips)
     n, f = x.shape[:2]
     flat = x.reshape(n * f, *x.shape[2:]).float()
+    if isinstance(reward, torch.nn.Module):
+        flat = flat.to(next(reward.parameters()).device)
     prompts = [c for c in captions for _ in range(f)]
     scores = [reward(flat[i:i + batch], prompts[i:i + batch]) for i in range(0, n * f, batch)]
-    return torch.cat(scores).view(n, f)
+    return torch.cat(scores).float().cpu().view(n, f)
 
 
 @torch.no_grad()

@@ -125,3 +125,62 @@ def test_before_after_puts_each_pair_in_one_row_legibly():
            "0.91\ntuned: sees red circle, moving left; quality 0.95" in texts
     with pytest.raises(ValueError, match="one of each per row"):
         before_after([a], [b, b], ["row"])
+
+
+def _smallest_font(fig) -> float:
+    texts = [t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts)
+             if t.get_text()]
+    texts += [t for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    return min(t.get_fontsize() for t in texts)
+
+
+def test_book_figures_are_legible():
+    """The chapters' figures: the axes they promise, text of at least 9 pt, at most 7.5 in wide."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ivlite.viz import chain_cost_figure, gradient_maps, schedule_figure
+
+    abar = torch.linspace(0.999, 0.0, 1000)
+    figs = [schedule_figure(abar, {0.3: 299, 0.6: 599}),
+            chain_cost_figure([0.1, 0.5, 1.0], {20: [2, 10, 20]}, {0.5: 10}),
+            gradient_maps(torch.zeros(3, 8, 8), torch.randn(3, 8, 8), title="t")]
+    assert [len(f.axes) for f in figs] == [1, 1, 5]
+    assert len(figs[0].axes[0].lines) == 2 + 2   # two weights, two starts
+    for fig in figs:
+        assert _smallest_font(fig) >= 9 and fig.get_figwidth() <= 7.5
+        plt.close(fig)
+
+
+def test_slider_shows_its_output_and_a_short_text_fallback(monkeypatch):
+    import IPython.display
+
+    from ivlite import viz
+
+    shown, seen = [], []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
+    widget = viz.slider(lambda tau: seen.append(tau), [0.1, 0.6, 0.9], value=0.6, name="tau")
+    assert seen == [0.6] and widget.children[0].options == (0.1, 0.6, 0.9)
+    (bundle,) = shown
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert len(bundle["text/plain"]) <= 88 and "tau" in bundle["text/plain"]
+
+
+def test_score_frames_moves_frames_to_the_reward_and_returns_cpu_scores():
+    from ivlite.viz import score_frames
+
+    class MeanReward(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+
+        def forward(self, frames, prompts):
+            assert frames.dtype == torch.float32 and len(prompts) == len(frames)
+            return frames.mean((1, 2, 3)).double() * self.weight
+
+    clips = torch.arange(2 * 3 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 3, 2, 2)
+    scores = score_frames(MeanReward(), clips, ["a", "b"], batch=4)
+    assert scores.shape == (2, 3) and scores.dtype == torch.float32 and scores.device.type == "cpu"
+    torch.testing.assert_close(scores, clips.mean((2, 3, 4)))
