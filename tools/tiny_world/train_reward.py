@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from ivlite.common import atomic_write_json
+from ivlite.rewards.base import bradley_terry_loss
 from ivlite.rewards.clip import CLIP_MEAN, CLIP_STD, ClipReward
 from ivlite.world.assets import load_weights, save_weights
 from ivlite.world.captions import (
@@ -262,12 +263,6 @@ def positives(shown: Sequence[Scene], texts: Sequence[str]) -> torch.Tensor:
     return torch.tensor([[frame_key(s) == k for k in keys] for s in shown])
 
 
-def preference_loss(better: torch.Tensor, worse: torch.Tensor, scale: torch.Tensor,
-                    ) -> torch.Tensor:
-    """Bradley-Terry / HPSv2 loss: -log sigmoid(scale * (s_better - s_worse)), scores (P,)."""
-    return -F.logsigmoid(scale * (better - worse)).mean()
-
-
 def contrastive_step(model, bank: TextBank, settings: Settings, step: int
                      ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one contrastive step on base-training frames."""
@@ -303,7 +298,7 @@ def preference_step(model, bank: TextBank, settings: Settings, step: int
     better = torch.where(first_better, s_first, s_second)
     worse = torch.where(first_better, s_second, s_first)
     scale = logit_scale(model)
-    bt = preference_loss(better, worse, scale)
+    bt = bradley_terry_loss(better, worse, scale)
     reg = contrastive_loss(image, text, positives(shown, texts), scale)
     accuracy = float((better > worse).float().mean())
     return bt + settings.regulariser * reg, {"preference": bt.item(), "contrastive": reg.item(),
