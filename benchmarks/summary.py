@@ -1,12 +1,14 @@
-"""The README's results summary: paired gains over the base model with bootstrap 95% intervals.
+"""The README's results summary: paired gains with bootstrap 95% intervals, from the results.
 
-Reads committed ablation files (``benchmarks/results/*.json``, written by ``ablations.py``) and
-prints, per setting, the optimizer steps its budget bought and its gains over the base model on
-each prompt split (the same prompts and the same noise before and after), each as
-``mean [95% interval]`` over prompts (:func:`ivlite.stats.paired_gain`):
+Reads the committed result files (``benchmarks/results/*.json``) through
+:mod:`benchmarks.results_view` and prints, as markdown, what the README's results section shows:
+the methods at equal compute (optimizer steps bought, in-domain gains over the base model, each
+``mean [95% interval]`` over clips paired by prompt and noise), then one line per question of
+the book's chapter 8, each with its interval:
 
-    python -m benchmarks.summary                                    # the files the README cites
-    python -m benchmarks.summary benchmarks/results/ablations_tiny_model_q2_tar_lr1e-3.json
+    python -m benchmarks.summary                         # the README's results section
+    python -m benchmarks.summary benchmarks/results/ablations_tiny.json   # one file's gains
+    python -m benchmarks.summary --demo runs/demo        # an ivlite demo's gains per split
 """
 
 from __future__ import annotations
@@ -15,36 +17,75 @@ import argparse
 import json
 from pathlib import Path
 
-from ivlite.stats import paired_gain
+from benchmarks import results_view as rv
+from ivlite.stats import PairedGain, paired_gain
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_FILES = ("ablations_tiny_model_q2_baselines_lr1e-3", "ablations_tiny_model_q2_tar_lr1e-3")
-SPLITS = {"in_domain": "in-domain", "held_out": "held-out", "out_of_domain": "out-of-domain"}
+SPLITS = rv.SPLIT_NAMES
 METRICS = {"reward": "proxy reward", "oracle_score": "oracle score"}
-
-
-def gains(results: dict, setting: str, split: str, metric: str):
-    """Paired gain of ``setting`` over ``base`` on one split, over the split's prompts."""
-    mine = results["settings"][setting]["eval"]["splits"][split]["per_prompt"]
-    base = results["settings"]["base"]["eval"]["splits"][split]["per_prompt"]
-    prompts = sorted(mine)
-    return paired_gain([base[p][metric] for p in prompts], [mine[p][metric] for p in prompts])
+METHODS = ("instructvideo", "draft1", "draft1-d50", "full-backprop")
 
 
 def table(results: dict) -> str:
-    """One markdown row per setting and metric: steps, then the gain on every split."""
+    """One markdown row per setting and metric: steps, then the gain over the base model on
+    every split, paired per clip."""
     head = "| setting | steps | gain in | " + " | ".join(SPLITS.values()) + " |"
     rows = [head, "|" + "---|" * (3 + len(SPLITS))]
     for name, row in results["settings"].items():
         if name == "base":
             continue
         for metric, label in METRICS.items():
-            cells = [gains(results, name, s, metric).text() for s in SPLITS]
+            cells = [rv.gain(results, name, metric, splits=[s]).text() for s in SPLITS]
             rows.append(f"| {name} | {row['steps']} | {label} | " + " | ".join(cells) + " |")
-    n = {s: len(results["prompts"][s]) for s in SPLITS}
-    seeds = results["args"].get("seeds", 1)
-    return "\n".join(rows) + (f"\n\nPrompts per split: {n}, each the mean of {seeds} clip(s) "
-                              "from fixed noise; intervals over prompts.")
+    return "\n".join(rows) + f"\n\n{rv.evaluation_text(results)}; intervals over clips."
+
+
+def verdict(g: PairedGain, more: str, less: str) -> str:
+    """``more`` or ``less`` when the interval excludes zero, else that it includes zero."""
+    word = more if g.low > 0 else less if g.high < 0 else "no clear change (the interval " \
+        "includes zero)"
+    return f"{word}: {g.text()}"
+
+
+def readme(folder: Path | None = None) -> str:
+    """The README's results section: the methods at equal compute, then one line per question
+    of chapter 8 (cost, SegVR and TAR, over-optimisation), each with its interval."""
+    base = rv.load_results("baselines", folder)
+    ab = rv.load_results("ablations", folder)
+    cost = rv.load_results("cost", folder)
+    oo = rv.load_results("overoptimisation", folder)
+    n = len(rv.clip_scores(base, "base", "in_domain", "reward"))
+    lines = [f"In-domain gains over the base model after {rv.budget_text(base)} of training "
+             f"each, as mean [95% bootstrap interval] over {n} {rv.paired_by(base)} pairs "
+             f"(the same prompt and noise before and after):", "",
+             f"| method | steps | in-domain {METRICS['reward']} | in-domain "
+             f"{METRICS['oracle_score']} |", "|---|---|---|---|"]
+    for name in METHODS:
+        cells = [rv.gain(base, name, m, splits=["in_domain"]).text() for m in METRICS]
+        lines.append(f"| {rv.label(name)} | {base['settings'][name]['steps']} | "
+                     + " | ".join(cells) + " |")
+    ratio, low, high = rv.ratio_interval(cost, "instructvideo", "draft1-d50")
+    g = cost["settings"]["instructvideo"]["g"]
+    lines += ["", f"- Cost: an InstructVideo step costs {ratio:.3f} [{low:.3f}, {high:.3f}] of a "
+              f"DRaFT-1 step over 50 DDIM steps; counted UNet calls predict "
+              f"{rv.predicted_ratio(g):.3f}."]
+    metrics = rv.available(ab, ["travel", "motion_ok", "oracle_score", "reward"])[:2]
+    for name, what in (("no-tar", "Without TAR"), ("no-segvr-all", "Scoring all 16 frames")):
+        gains = {m: rv.gain(ab, name, m, against="instructvideo") for m in metrics}
+        parts = [f"{rv.METRICS[m]} {verdict(g, 'higher', 'lower')}" for m, g in gains.items()]
+        lines.append(f"- {what}, against InstructVideo (all splits): " + "; ".join(parts) + ".")
+    patience = oo["summary"]["early_stop"]["patience"]
+    oracle = rv.curve_gains(oo, "held_out", "oracle_score")
+    parts = []
+    for key, rule in rv.early_stop_rules(oo, patience, series=("judge", "reward_held_out")
+                                         ).items():
+        stop = "never stops" if rule["stops_at_step"] is None else \
+            f"stops at step {rule['stops_at_step']}"
+        parts.append(f"watching {rv.STOP_SERIES[key]} it {stop} and keeps step "
+                     f"{rule['keeps_step']} (held-out oracle score against the start "
+                     f"{rv.interval_text(oracle[rule['keeps_index']])})")
+    lines.append(f"- Over-optimisation ({oo['curve'][-1]['step']} steps), early stopping: "
+                 + "; ".join(parts) + ".")
+    return "\n".join(lines)
 
 
 def demo_table(folder: Path) -> str:
@@ -71,7 +112,8 @@ def demo_table(folder: Path) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="*", type=Path,
-                   help="ablation result files (default: the README's)")
+                   help="ablation result files: their gains per setting (default: the "
+                        "README's results section from the committed files)")
     p.add_argument("--demo", type=Path, help="an ivlite demo folder: its gains per split")
     args = p.parse_args(argv)
     if args.demo is not None:
@@ -80,14 +122,15 @@ def main(argv=None) -> None:
                              f"folder (no metrics.json)")
         print(demo_table(args.demo))
         return
-    files = args.files or [RESULTS / f"{stem}.json" for stem in DEFAULT_FILES]
-    for path in files:
+    if not args.files:
+        print(readme())
+        return
+    for path in args.files:
         if not path.is_file():
             raise SystemExit(f"summary.py: {path} is not a file")
         results = json.loads(path.read_text())
-        b = results["budget"]
-        budget = f"{b['steps']} steps" if b.get("steps") else f"{b['seconds']:g} CPU s"
-        print(f"### {path.name} ({budget} of training per setting)\n\n{table(results)}\n")
+        print(f"### {path.name} ({rv.budget_text(results)} of training per setting)\n\n"
+              f"{table(results)}\n")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ The chapters in ``book/`` are thin drivers; what they compute more than once liv
   gradient in pixel space);
   figures fit the page's column (<= 7.5 in at 100 dpi) with text >= 9 pt, and frames are
   enlarged by whole factors with pixel repetition, so a 32x32 frame stays sharp;
+- intervals: :func:`interval_chart` (a forest plot of paired gains with their 95% intervals),
+  :func:`band_chart` (curves with interval bands, e.g. gains along a training run);
 - videos that play in a static page: :func:`video_html` / :func:`videos_html` (inline base64 GIFs);
   :func:`slider` (one ipywidgets slider, for a live kernel);
 - measurements: :func:`score_frames` (reward of every frame of clips), :func:`vae_roundtrip`
@@ -429,6 +431,105 @@ def slider(function, options: Sequence[Any], *, value: Any, name: str):
     bundle["text/plain"] = f"(a slider over {name}: it needs a live kernel)"
     display(bundle, raw=True)
     return widget
+
+
+# ----------------------------------------------------------------------------- intervals
+
+
+def _interval(x: Any) -> tuple[float, float, float]:
+    """(mean, low, high) of a :class:`ivlite.stats.PairedGain`, of a 3-sequence or of a bare
+    number (no interval: low and high NaN)."""
+    if hasattr(x, "low"):
+        return float(x.mean), float(x.low), float(x.high)
+    if isinstance(x, (int, float)):
+        return float(x), float("nan"), float("nan")
+    mean, low, high = x
+    return float(mean), float(low), float(high)
+
+
+def interval_chart(rows: Sequence[str], panels: dict[str, Sequence[Sequence[Any]]], *,
+                   series: Sequence[str] = ("",), title: str | None = None,
+                   width: float = 7.5, fontsize: int = 9):
+    """A forest plot: one row per comparison, one panel per metric, a vertical line at zero.
+
+    ``panels[metric][i][k]`` is row ``i``'s interval for series ``k`` (e.g. a prompt split):
+    a :class:`ivlite.stats.PairedGain` or ``(mean, low, high)``; ``None`` leaves it out. The
+    series of a row sit one above the other, each with its own marker, named in a legend when
+    there is more than one. Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    markers = "os^Dv"
+    n, k = len(rows), len(series)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 0.32 * n * max(1, k / 2) + 1.3),
+                             sharey=True, squeeze=False)
+    for ax, (metric, cells) in zip(axes[0], panels.items()):
+        if len(cells) != n:
+            raise ValueError(f"interval_chart: panel {metric!r} has {len(cells)} rows, "
+                             f"expected {n}")
+        for j, name in enumerate(series):
+            pts = [(i + (j - (k - 1) / 2) * 0.22, _interval(c[j])) for i, c in enumerate(cells)
+                   if c[j] is not None]
+            ys = [y for y, _ in pts]
+            means = [m for _, (m, _, _) in pts]
+            err = [[m - lo for _, (m, lo, _) in pts], [hi - m for _, (m, _, hi) in pts]]
+            ax.errorbar(means, ys, xerr=err, fmt=markers[j % len(markers)], ms=4, capsize=2,
+                        color=f"C{j}", label=name or None)
+        ax.axvline(0, color="0.4", lw=0.8)
+        ax.set_title(metric, fontsize=fontsize)
+        ax.tick_params(labelsize=fontsize)
+        ax.xaxis.set_major_locator(MaxNLocator(3, symmetric=True))
+        ax.grid(axis="x", color="0.9")
+    axes[0, 0].set_yticks(range(n), rows, fontsize=fontsize)
+    axes[0, 0].set_ylim(n - 0.5, -0.5)
+    if title:
+        fig.suptitle(title, fontsize=fontsize)
+    bottom = 0.0
+    if k > 1:   # the series' legend in one row under the panels
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="lower center", ncol=k, fontsize=fontsize,
+                   frameon=False)
+        bottom = 0.35 / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return fig
+
+
+def band_chart(x: Sequence[float], panels: dict[str, dict[str, Sequence[Any]]], *,
+               marks: dict[str, float] | None = None, xlabel: str = "optimizer step",
+               width: float = 7.5, height: float = 3.0, fontsize: int = 9):
+    """Curves with their intervals as shaded bands, one panel per entry of ``panels``.
+
+    ``panels[title][label]`` is one curve: an interval per ``x`` (a
+    :class:`ivlite.stats.PairedGain` or ``(mean, low, high)``). ``marks`` draws a dashed
+    vertical line at each value, named by its key (e.g. where early stopping stops). Returns the
+    matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, height), squeeze=False)
+    for ax, (name, curves) in zip(axes[0], panels.items()):
+        for j, (label, cells) in enumerate(curves.items()):
+            if len(cells) != len(x):
+                raise ValueError(f"band_chart: curve {label!r} has {len(cells)} points, "
+                                 f"expected {len(x)}")
+            m, lo, hi = zip(*(_interval(c) for c in cells))
+            ax.plot(x, m, "o-", ms=3, color=f"C{j}", label=label)
+            ax.fill_between(x, lo, hi, color=f"C{j}", alpha=0.2, lw=0)
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.legend(fontsize=fontsize, loc="best")
+        marked = [ax.axvline(at, color="0.3", lw=1, ls=("--", ":", "-.")[j % 3], label=label)
+                  for j, (label, at) in enumerate((marks or {}).items())]
+        ax.set_title(name, fontsize=fontsize)
+        ax.set_xlabel(xlabel, fontsize=fontsize)
+        ax.tick_params(labelsize=fontsize)
+    bottom = 0.0
+    if marks:   # the marks' legend in one row under the panels
+        fig.legend(marked, list(marks), loc="lower center", ncol=len(marks),
+                   fontsize=fontsize, frameon=False)
+        bottom = 0.35 / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return fig
 
 
 # ----------------------------------------------------------------------------- measurements

@@ -28,3 +28,15 @@ def test_the_main_job_is_a_real_cli_command():
     main_job = _bash_blocks()[0]
     argv = main_job.split(".venv/bin/ivlite ", 1)[1].split()
     build_parser().parse_args(argv)  # an unknown command or flag exits with status 2
+
+
+def test_the_readme_is_short():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+def test_the_results_section_is_what_benchmarks_summary_prints():
+    """Every number of the README's results section comes from the committed result files."""
+    from benchmarks.summary import readme
+
+    section = (ROOT / "README.md").read_text().split("## What the measurements show", 1)[1]
+    assert readme() in section.split("\n## ", 1)[0]

@@ -184,3 +184,52 @@ def test_score_frames_moves_frames_to_the_reward_and_returns_cpu_scores():
     scores = score_frames(MeanReward(), clips, ["a", "b"], batch=4)
     assert scores.shape == (2, 3) and scores.dtype == torch.float32 and scores.device.type == "cpu"
     torch.testing.assert_close(scores, clips.mean((2, 3, 4)))
+
+
+def test_interval_chart_draws_every_interval_and_refuses_ragged_panels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pytest
+
+    from ivlite.stats import paired_gain
+    from ivlite.viz import interval_chart
+
+    g = paired_gain([0.0, 0.1, 0.2], [0.1, 0.3, 0.2])
+    fig = interval_chart(["a - b", "c - b"], {"reward": [[g, (0.0, -1.0, 1.0)], [g, None]],
+                                              "oracle": [[g, g], [g, g]]},
+                         series=("in-domain", "held-out"))
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_yticklabels()] == ["a - b", "c - b"]
+    # one error-bar container per series; the left panel's second series skips its None
+    assert [len(c.lines[0].get_xdata()) for c in left.containers] == [2, 1]
+    assert left.containers[0].lines[0].get_xdata()[0] == pytest.approx(g.mean)
+    assert _smallest_font(fig) >= 9 and fig.get_figwidth() <= 7.5
+    assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "in-domain", "held-out"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="panel 'reward' has 1 rows, expected 2"):
+        interval_chart(["a", "b"], {"reward": [[g]]})
+
+
+def test_band_chart_draws_curves_bands_and_marks():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pytest
+
+    from ivlite.viz import band_chart
+
+    fig = band_chart([0, 10, 20], {"proxy": {"in-domain": [(0, 0, 0), (1, 0.5, 1.5), (2, 1, 3)]}},
+                     marks={"stop": 10})
+    ax, = fig.axes
+    curve = next(line for line in ax.lines if line.get_label() == "in-domain")
+    assert list(curve.get_ydata()) == [0, 1, 2] and len(ax.collections) == 1
+    assert _smallest_font(fig) >= 9 and fig.get_figwidth() <= 7.5
+    assert any(line.get_label() == "stop" for line in ax.lines)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["stop"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="has 1 points, expected 3"):
+        band_chart([0, 1, 2], {"p": {"c": [(0, 0, 0)]}})
