@@ -1,4 +1,5 @@
-"""Chapters 2-7 in full mode, executed end to end against the published hub layout on the CPU.
+"""Chapters 2-7 and 9 in full mode, executed end to end against the published hub layout on
+the CPU.
 
 On Colab the chapters run ModelScopeT2V and HPSv2 (``FULL = True``). Here the same cells run with
 ``IVLITE_BOOK_MODE=full`` against :mod:`ivlite.fake_hub`: ModelScopeT2V's file layout (configs,
@@ -21,7 +22,7 @@ from ivlite import fake_hub
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 FULL_MODE_CHAPTERS = ["02_ddim_editing", "03_rewards", "04_segvr", "05_tar", "06_lora",
-                      "07_putting_it_together"]
+                      "07_putting_it_together", "09_scaling_up"]
 
 
 @pytest.fixture(scope="module")
