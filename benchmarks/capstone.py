@@ -114,6 +114,21 @@ def shown_clips(results: dict) -> list[tuple[str, str, int]]:
     return shown
 
 
+def flips(results: dict) -> dict[str, dict[str, dict[str, int]]]:
+    """Per split and attribute (colour, shape, motion): clips right before and after, and how
+    many the fine-tuning fixed (wrong -> right) and broke (right -> wrong)."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for split, entry in results["base"]["splits"].items():
+        pairs = list(zip(entry["per_clip"], results["fine_tuned"]["splits"][split]["per_clip"]))
+        out[split] = {key[:-3]: {"before": sum(b[key] for b, _ in pairs),
+                                 "after": sum(a[key] for _, a in pairs),
+                                 "fixed": sum(a[key] and not b[key] for b, a in pairs),
+                                 "broken": sum(b[key] and not a[key] for b, a in pairs),
+                                 "clips": len(pairs)}
+                      for key in ("colour_ok", "shape_ok", "motion_ok")}
+    return out
+
+
 def markdown(results: dict) -> str:
     """The gains as a table: one row per metric, one column per split, each cell the mean
     paired gain and its 95% interval (``*`` where the interval excludes zero)."""

@@ -52,3 +52,15 @@ def test_capstone_refuses_bad_arguments_before_any_work(tmp_path, capsys):
         with pytest.raises(SystemExit):
             capstone.main(argv)
         assert message in capsys.readouterr().err
+
+
+def test_flips_count_fixed_and_broken_clips():
+    def rows(*oks):
+        return {"per_clip": [{"colour_ok": c, "shape_ok": s, "motion_ok": True}
+                             for c, s in oks]}
+    results = {"base": {"splits": {"x": rows((False, True), (True, True), (False, True))}},
+               "fine_tuned": {"splits": {"x": rows((True, True), (True, False), (False, True))}}}
+    f = capstone.flips(results)["x"]
+    assert f["colour"] == {"before": 1, "after": 2, "fixed": 1, "broken": 0, "clips": 3}
+    assert f["shape"] == {"before": 3, "after": 2, "fixed": 0, "broken": 1, "clips": 3}
+    assert f["motion"]["fixed"] == f["motion"]["broken"] == 0
