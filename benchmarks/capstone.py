@@ -129,24 +129,42 @@ def flips(results: dict) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
-def markdown(results: dict) -> str:
-    """The gains as a table: one row per metric, one column per split, each cell the mean
-    paired gain and its 95% interval (``*`` where the interval excludes zero)."""
+def _cells(results: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """The table's header and rows: per metric, per split ``mean [low, high]``, ``*`` where the
+    interval excludes zero."""
     gains = results["gains"]
     splits = list(gains)
-    n = {s: next(iter(gains[s].values()))["n"] for s in splits}
-    head = "| metric | " + " | ".join(f"{s.replace('_', '-')} ({n[s]} clips)"
-                                      for s in splits) + " |"
-    lines = [head, "|---|" + "---|" * len(splits)]
+    head = ["metric"] + [f"{s.replace('_', '-')} ({next(iter(gains[s].values()))['n']} clips)"
+                         for s in splits]
+    rows = []
     for metric, label in METRICS.items():
         cells = []
         for s in splits:
             g = gains[s][metric]
             star = "*" if g["excludes_zero"] else ""
             cells.append(f"{g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]{star}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append((label, cells))
+    return head, rows
 
+
+def html(results: dict) -> str:
+    """:func:`markdown`'s table as an HTML table (the chapter's column is too narrow for the
+    markdown source's lines)."""
+    head, rows = _cells(results)
+    lines = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    lines += ["<tr>" + f"<td>{label}</td>" + "".join(f'<td style="text-align: right">{c}</td>'
+                                                       for c in cells) + "</tr>"
+              for label, cells in rows]
+    return "\n".join(lines + ["</table>"]) + "\n"
+
+
+def markdown(results: dict) -> str:
+    """The gains as a table: one row per metric, one column per split, each cell the mean
+    paired gain and its 95% interval (``*`` where the interval excludes zero)."""
+    head, rows = _cells(results)
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---|" * (len(head) - 1)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    return "\n".join(lines) + "\n"
 
 def main(argv=None) -> dict:
     args = parse_args(argv)

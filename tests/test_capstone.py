@@ -64,3 +64,14 @@ def test_flips_count_fixed_and_broken_clips():
     assert f["colour"] == {"before": 1, "after": 2, "fixed": 1, "broken": 0, "clips": 3}
     assert f["shape"] == {"before": 3, "after": 2, "fixed": 0, "broken": 1, "clips": 3}
     assert f["motion"]["fixed"] == f["motion"]["broken"] == 0
+
+
+def test_the_table_as_markdown_and_html_holds_the_same_cells():
+    gain = {"mean": 0.0321, "low": 0.0214, "high": 0.0425, "n": 48, "excludes_zero": True}
+    results = {"gains": {s: {m: gain for m in capstone.METRICS}
+                         for s in ("in_domain", "held_out")}}
+    md, html = capstone.markdown(results), capstone.html(results)
+    assert md.splitlines()[0] == "| metric | in-domain (48 clips) | held-out (48 clips) |"
+    assert md.count("+0.032 [+0.021, +0.043]*") == 2 * len(capstone.METRICS)
+    assert html.count("+0.032 [+0.021, +0.043]*") == 2 * len(capstone.METRICS)
+    assert html.startswith("<table>") and html.count("<tr>") == 1 + len(capstone.METRICS)
