@@ -37,7 +37,7 @@ from ivlite.stats import PairedGain, paired_gain
 RESULTS_ENV = "IVLITE_RESULTS"
 FILES = {
     "baselines": "ablations_tiny_model_q2_baselines_lr1e-3",
-    "ablations": "ablations_tiny_model_q2_lr1e-3",
+    "ablations": "ablations_tiny",
     "cost": "cost_tiny",
     "overoptimisation": "overoptimisation_tiny_model_q2_lr1e-3",
     "edit_vs_sample": "edit_vs_sample_tiny_model_q2_lr1e-3",
