@@ -41,10 +41,6 @@ FILES = {
     "cost": "cost_tiny",
     "overoptimisation": "overoptimisation_tiny_model_q2_lr1e-3",
     "edit_vs_sample": "edit_vs_sample_tiny_model_q2_lr1e-3",
-    # ivlite demo at several learning rates, each adapter scored twice (chapter 7)
-    "demo_lr": "demo_lr_tiny",
-    "demo_lr_seed1": "demo_lr_tiny_seed1",
-    "demo_lr_seed2": "demo_lr_tiny_seed2",
 }
 """Short names of the committed result files (``benchmarks/results/<stem>.json``)."""
 
