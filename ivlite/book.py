@@ -362,9 +362,10 @@ def source_block(obj: Any, *, start: str | None = None, end: str | None = None) 
         hi = found[0] + 1
     path = Path(inspect.getsourcefile(obj)).resolve()
     package = Path(__file__).resolve().parent
-    where = path.relative_to(package.parent) if package in path.parents else path.name
-    header = (f"{SOURCE_HEADER}{where.as_posix() if isinstance(where, Path) else where}, "
-              f"{obj.__qualname__}, lines {first + lo}-{first + hi - 1}")
+    where = (path.relative_to(package.parent).as_posix() if package in path.parents
+             else path.name)
+    header = (f"{SOURCE_HEADER}{where}, {obj.__qualname__}, "
+              f"lines {first + lo}-{first + hi - 1}")
     return header + "\n" + "".join(lines[lo:hi]).rstrip("\n")
 
 
