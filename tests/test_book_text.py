@@ -17,7 +17,9 @@ chapter). Every failure lists each offending place as ``book/<chapter>.ipynb cel
 - **title**: a chapter's first cell starts ``# N. Title`` with N its file's number and Title
   as in :data:`CHAPTER_TITLES`, and the intro's map links the chapter with exactly that text;
 - **install cell**: the first code cell installs exactly ``ivlite @ git+<URL>`` on Colab, URL
-  being pyproject's ``[project.urls] Repository``; any other address in it is that URL too.
+  being pyproject's ``[project.urls] Repository``; any other address in it is that URL too;
+- **FULL switch**: chapters 2-7 and 9 choose their mode with the same two lines
+  (:data:`FULL_SWITCH`), and no other chapter has a switch.
 
 Also here: unit tests of :func:`ivlite.book.source_block`.
 """
@@ -553,6 +555,36 @@ def test_install_cell_installs_the_repository(path):
                 problems.append(f"{where(path, i, 'code', n)}: {address} is not the "
                                 f"repository's address {url} [install]")
     report("the install cell installs pyproject's Repository", path, problems)
+
+
+# ----------------------------------------------------------------------------- FULL switch
+
+FULL_SWITCH = ("FULL = False  # True on a CUDA GPU (Colab): ModelScopeT2V + HPSv2, one 5.4 GB "
+               "download",
+               'mode = choose_mode(FULL)      # "tiny" or "full"')
+"""The two lines that choose a chapter's mode, the same on every page that has the switch."""
+FULL_CHAPTERS = (2, 3, 4, 5, 6, 7, 9)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=page_id)
+def test_full_switch_reads_the_same_everywhere(path):
+    switches = [(i, n) for i, cell in code_cells(load(path))
+                for n, line in enumerate(text(cell["source"]).splitlines(), 1)
+                if re.match(r"FULL\s*=", line)]
+    problems = []
+    if chapter_number(path) not in FULL_CHAPTERS:
+        problems += [f"{where(path, i, 'code', n)}: a FULL switch in a tiny-world-only "
+                     f"chapter [switch]" for i, n in switches]
+    elif len(switches) != 1:
+        problems.append(f"book/{path.name}: {len(switches)} 'FULL =' lines; one wanted "
+                        f"[switch]")
+    else:
+        i, n = switches[0]
+        lines = text(dict(code_cells(load(path)))[i]["source"]).splitlines()
+        if tuple(lines[n - 1:n + 1]) != FULL_SWITCH:
+            problems.append(f"{where(path, i, 'code', n)}: {lines[n - 1:n + 1]}; the book's "
+                            f"switch is {list(FULL_SWITCH)} [switch]")
+    report("one FULL switch, worded as on every page", path, problems)
 
 
 # ----------------------------------------------------------------------------- source_block
