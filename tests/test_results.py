@@ -275,3 +275,31 @@ def test_demo_lr_scores_each_rate_twice_and_refuses_bad_rates(tmp_path, capsys):
     assert run["check_as_metrics"]["splits"]["in_domain"]["before"]["proxy_reward"]["mean"] != \
         run["demo"]["splits"]["in_domain"]["before"]["proxy_reward"]["mean"]
     assert "| 0.001 | check | held_out |" in out.with_suffix(".md").read_text()
+
+
+def test_book_time_refuses_bad_input_and_times_a_kernel(tmp_path, capsys):
+    import nbformat
+
+    from benchmarks import book_time
+
+    for argv, message in ((["--pages", "intro,99_nope"], "99_nope not in book/; pages are intro"),
+                          (["--timeout", "0"], "--timeout=0: must be >= 1"),
+                          (["--out", str(tmp_path / "t.txt")], "must end in .json")):
+        with pytest.raises(SystemExit):
+            book_time.parse_args(argv)
+        assert message in capsys.readouterr().err
+    (tmp_path / "t.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        book_time.parse_args(["--out", str(tmp_path / "t.json")])
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert book_time.parse_args(["--pages", "05_tar"]).paths == [book_time.BOOK / "05_tar.ipynb"]
+    # One cell that burns CPU: the kernel's CPU time is counted, and the outputs are kept.
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\n"
+        "print('done')")])
+    path = tmp_path / "burn.ipynb"
+    nbformat.write(nb, path)
+    executed, wall, cpu = book_time.execute(path, timeout=60)
+    assert executed.cells[0].outputs[0]["text"] == "done\n"
+    assert 1.0 <= cpu <= wall
+
