@@ -16,7 +16,7 @@ Writes ``benchmarks/results/book_time_tiny.json`` (``--out``) and a table beside
 and prints the table. ``--executed DIR`` also writes each executed notebook into ``DIR``
 (which must not exist), e.g. to commit a page's fresh outputs after checking them.
 
-    python -m benchmarks.book_time                        # every page, about 15 minutes
+    python -m benchmarks.book_time                        # every page, about 10 minutes
     python -m benchmarks.book_time --pages 05_tar,07_putting_it_together --out /tmp/t.json
 """
 

@@ -36,11 +36,10 @@ from ivlite.stats import PairedGain, paired_gain
 
 RESULTS_ENV = "IVLITE_RESULTS"
 FILES = {
-    "baselines": "ablations_tiny_model_q2_baselines_lr1e-3",
-    "ablations": "ablations_tiny",
+    "ablations": "ablations_tiny",   # the methods at equal compute, SegVR and TAR: one budget
     "cost": "cost_tiny",
-    "overoptimisation": "overoptimisation_tiny_model_q2_lr1e-3",
-    "edit_vs_sample": "edit_vs_sample_tiny_model_q2_lr1e-3",
+    "overoptimisation": "overoptimisation_tiny",
+    "edit_vs_sample": "edit_vs_sample_tiny",
 }
 """Short names of the committed result files (``benchmarks/results/<stem>.json``)."""
 

@@ -40,7 +40,10 @@ def table(results: dict) -> str:
 
 
 def verdict(g: PairedGain, more: str, less: str) -> str:
-    """``more`` or ``less`` when the interval excludes zero, else that it includes zero."""
+    """``more`` or ``less`` when the interval excludes zero, else that it includes zero (or
+    that no pair changed at all)."""
+    if g.low == g.high == 0:
+        return "unchanged in every pair"
     word = more if g.low > 0 else less if g.high < 0 else "no clear change (the interval " \
         "includes zero)"
     return f"{word}: {g.text()}"
@@ -49,8 +52,7 @@ def verdict(g: PairedGain, more: str, less: str) -> str:
 def readme(folder: Path | None = None) -> str:
     """The README's results section: the methods at equal compute, then one line per question
     of chapter 8 (cost, SegVR and TAR, over-optimisation), each with its interval."""
-    base = rv.load_results("baselines", folder)
-    ab = rv.load_results("ablations", folder)
+    base = ab = rv.load_results("ablations", folder)
     cost = rv.load_results("cost", folder)
     oo = rv.load_results("overoptimisation", folder)
     n = len(rv.clip_scores(base, "base", "in_domain", "reward"))
@@ -63,9 +65,14 @@ def readme(folder: Path | None = None) -> str:
         cells = [rv.gain(base, name, m, splits=["in_domain"]).text() for m in METRICS]
         lines.append(f"| {rv.label(name)} | {base['settings'][name]['steps']} | "
                      + " | ".join(cells) + " |")
+    direct = [f"{rv.label(other)} "
+              + rv.gain(base, "instructvideo", "reward", against=other,
+                        splits=["in_domain"]).text() for other in METHODS[1:]]
+    lines += ["", "- InstructVideo against each, pair for pair (in-domain proxy reward): "
+              + "; ".join(direct) + "."]
     ratio, low, high = rv.ratio_interval(cost, "instructvideo", "draft1-d50")
     g = cost["settings"]["instructvideo"]["g"]
-    lines += ["", f"- Cost: an InstructVideo step costs {ratio:.3f} [{low:.3f}, {high:.3f}] of a "
+    lines += [f"- Cost: an InstructVideo step costs {ratio:.3f} [{low:.3f}, {high:.3f}] of a "
               f"DRaFT-1 step over 50 DDIM steps; counted UNet calls predict "
               f"{rv.predicted_ratio(g):.3f}."]
     metrics = rv.available(ab, ["travel", "motion_ok", "oracle_score", "reward"])[:2]

@@ -458,9 +458,11 @@ def interval_chart(rows: Sequence[str], panels: dict[str, Sequence[Sequence[Any]
     there is more than one. Returns the matplotlib Figure.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     markers = "os^Dv"
+    # "0" and "-0.0015" rather than "0.0000" and "-0.0015": short labels in narrow panels
+    short = FuncFormatter(lambda v, _: "0" if abs(v) < 1e-12 else f"{v:g}")
     n, k = len(rows), len(series)
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 0.32 * n * max(1, k / 2) + 1.3),
                              sharey=True, squeeze=False)
@@ -480,6 +482,7 @@ def interval_chart(rows: Sequence[str], panels: dict[str, Sequence[Sequence[Any]
         ax.set_title(metric, fontsize=fontsize)
         ax.tick_params(labelsize=fontsize)
         ax.xaxis.set_major_locator(MaxNLocator(3, symmetric=True))
+        ax.xaxis.set_major_formatter(short)
         ax.grid(axis="x", color="0.9")
     axes[0, 0].set_yticks(range(n), rows, fontsize=fontsize)
     axes[0, 0].set_ylim(n - 0.5, -0.5)

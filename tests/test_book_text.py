@@ -557,6 +557,30 @@ def test_install_cell_installs_the_repository(path):
     report("the install cell installs pyproject's Repository", path, problems)
 
 
+# ----------------------------------------------------------------------------- results chapter
+
+RESULTS_CHAPTER_ASSERTS = 15
+"""At most this many ``assert`` statements in chapter 8 (issue 20: a results chapter a reader
+follows in ten minutes checks a few facts, not every number)."""
+
+
+def count_asserts(nb: dict) -> int:
+    """``assert`` statements in the code cells, IPython's ``%`` and ``!`` lines left out."""
+    count = 0
+    for _, cell in code_cells(nb):
+        code = "\n".join(line for line in text(cell["source"]).splitlines()
+                         if not line.lstrip().startswith(("%", "!")))
+        count += sum(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(code)))
+    return count
+
+
+def test_the_results_chapter_checks_a_few_facts():
+    path = BOOK / "08_ablations.ipynb"
+    n = count_asserts(load(path))
+    assert 0 < n <= RESULTS_CHAPTER_ASSERTS, f"{path.name}: {n} assert statements"
+    assert count_asserts(_notebook(("assert 1\n%time x\nfor i in ():\n    assert i", []))) == 2
+
+
 # ----------------------------------------------------------------------------- FULL switch
 
 FULL_SWITCH = ("FULL = False  # True on a CUDA GPU (Colab): ModelScopeT2V + HPSv2, one 5.4 GB "

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 
 from benchmarks import results_view as rv  # noqa: E402
 from ivlite.early_stop import stop_index  # noqa: E402
-from ivlite.stats import paired_gain  # noqa: E402
+from ivlite.stats import PairedGain, paired_gain  # noqa: E402
 
 
 def _eval(scores: dict[str, list[float]], seed: int = 100) -> dict:
@@ -170,21 +170,22 @@ def test_the_book_renders_the_committed_files():
     cost = rv.load_results("cost")
     oo = rv.load_results("overoptimisation")
     ev = rv.load_results("edit_vs_sample")
-    for name in ("baselines", "ablations"):
-        r = rv.load_results(name)
-        pairs = [(n, "base") for n in r["settings"] if n != "base"]
-        metrics = rv.available(r, list(rv.METRICS))
-        assert {"reward", "oracle_score"} <= set(metrics)
-        panels = rv.gain_panels(r, pairs, metrics)
-        fig = viz.interval_chart(rv.comparison_labels(pairs), panels, series=rv.SPLITS)
-        plt.close(fig)
-        table = rv.gains_markdown(r, pairs, ["reward"])
-        assert table.count("\n") == 1 + 3 * len(pairs)
+    r = rv.load_results("ablations")
+    pairs = [(n, "base") for n in r["settings"] if n != "base"]
+    metrics = rv.available(r, list(rv.METRICS))
+    assert set(rv.METRICS) <= set(metrics)   # every clip kept every score
+    panels = rv.gain_panels(r, pairs, metrics)
+    fig = viz.interval_chart(rv.comparison_labels(pairs), panels, series=rv.SPLITS)
+    plt.close(fig)
+    table = rv.gains_markdown(r, pairs, ["reward"])
+    assert table.count("\n") == 1 + 3 * len(pairs)
     for name, r in cost["settings"].items():
         assert len(rv.step_forwards(r)[1]) == cost["args"]["steps"], name
     assert rv.cost_markdown(cost).count("\n") == 1 + len(cost["settings"])
     gains = rv.curve_gains(oo, "held_out", "oracle_score")
     assert len(gains) == len(oo["curve"]) and getattr(gains[0], "mean", gains[0]) == 0
+    assert all(isinstance(g, PairedGain) for g in gains)   # every evaluation kept its clips
+    assert all("sample_gain_per_clip" in row for row in ev["settings"].values())
     assert rv.stop_markdown(oo, 3).count("\n") == 1 + 3
     s = oo["summary"]
     live = rv.early_stop_rules(oo, s["early_stop"]["patience"])
@@ -292,7 +293,8 @@ def test_book_time_refuses_bad_input_and_times_a_kernel(tmp_path, capsys):
     with pytest.raises(SystemExit):
         book_time.parse_args(["--out", str(tmp_path / "t.json")])
     assert "exists; pass --force" in capsys.readouterr().err
-    assert book_time.parse_args(["--pages", "05_tar"]).paths == [book_time.BOOK / "05_tar.ipynb"]
+    args = book_time.parse_args(["--pages", "05_tar", "--out", str(tmp_path / "new.json")])
+    assert args.paths == [book_time.BOOK / "05_tar.ipynb"]
     # One cell that burns CPU: the kernel's CPU time is counted, and the outputs are kept.
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\n"
@@ -303,3 +305,22 @@ def test_book_time_refuses_bad_input_and_times_a_kernel(tmp_path, capsys):
     assert executed.cells[0].outputs[0]["text"] == "done\n"
     assert 1.0 <= cpu <= wall
 
+
+
+def test_summary_verdict_words():
+    from benchmarks.summary import verdict
+
+    zeros = [0.0] * 4
+    assert verdict(paired_gain(zeros, [0.1, 0.2, 0.1, 0.2]), "up", "down").startswith("up: +0.15")
+    assert verdict(paired_gain(zeros, [-0.1, -0.2, -0.1, -0.2]), "up", "down").startswith("down")
+    assert verdict(paired_gain(zeros, [-0.1, 0.2, 0.1, -0.2]), "up", "down").startswith(
+        "no clear change (the interval includes zero): +0.000")
+    assert verdict(paired_gain([1.0] * 4, [1.0] * 4), "up", "down") == "unchanged in every pair"
+
+
+def test_book_time_file_covers_every_page():
+    from benchmarks import book_time
+
+    results = rv.load_results("book_time_tiny")
+    assert list(results["pages"]) == [p.stem for p in book_time.pages()]
+    assert results["args"]["pages"] is None and results["total"]["complete"]
