@@ -50,8 +50,9 @@ def verdict(g: PairedGain, more: str, less: str) -> str:
 
 
 def readme(folder: Path | None = None) -> str:
-    """The README's results section: the methods at equal compute, then one line per question
-    of chapter 8 (cost, SegVR and TAR, over-optimisation), each with its interval."""
+    """The README's results section: the methods at equal compute and InstructVideo against
+    each, then one line per question of chapter 8 (cost, SegVR and TAR, over-optimisation),
+    each with its interval."""
     base = ab = rv.load_results("ablations", folder)
     cost = rv.load_results("cost", folder)
     oo = rv.load_results("overoptimisation", folder)

@@ -16,6 +16,7 @@ import math
 import platform
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -126,9 +127,15 @@ def read_run_config(out: Path) -> dict:
                       f"it was not written by ivlite finetune")
 
 
-def prepare_out_dir(cfg: Config, main_process: bool = True, force: bool = False) -> Path:
+def prepare_out_dir(cfg: Config, main_process: bool = True, force: bool = False,
+                    barrier: Callable[[], None] | None = None) -> Path:
     """Refuse to overwrite a run by accident (``force``: remove its files first); on resume,
-    refuse a changed method or changed input files. Call with the folder's lock held."""
+    refuse a changed method or changed input files. Call with the folder's lock held.
+
+    With several processes every process calls this, and ``barrier`` (e.g. accelerate's
+    ``wait_for_everyone``) runs after the checks and before the main process changes the
+    folder, so that no process takes the main process's fresh config.json for an earlier
+    run's."""
     out = Path(cfg.out_dir)
     has_run = (out / "checkpoints" / "latest.json").is_file()
     previous = [name for name in RUN_FILES if (out / name).exists()]
@@ -143,12 +150,6 @@ def prepare_out_dir(cfg: Config, main_process: bool = True, force: bool = False)
                           f"replace them, or choose another out_dir")
     if force:
         has_run = False
-        if main_process:
-            import shutil
-
-            for name in previous:
-                path = out / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
     if has_run:
         old, defaults = read_run_config(out), {**Config().to_dict(), **MISSING_FIELD_VALUES}
         # A field missing from the run's config.json counts as what such a run did.
@@ -165,6 +166,14 @@ def prepare_out_dir(cfg: Config, main_process: bool = True, force: bool = False)
         recorded = recorded_inputs(out)
         if recorded is not None:
             check_same_inputs(recorded, provenance(cfg))
+    if barrier is not None:
+        barrier()   # every process has read the folder; from here on the main one changes it
+    if main_process and force:
+        import shutil
+
+        for name in previous:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     if main_process:
         try:
             out.mkdir(parents=True, exist_ok=True)

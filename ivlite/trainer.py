@@ -254,7 +254,8 @@ def _finetune(cfg: Config, *, model: VideoModel | None, reward: Reward | None,
     try:
         if lock is not None:
             lock.acquire()
-        out = prepare_out_dir(cfg, accelerator.is_main_process, force)
+        out = prepare_out_dir(cfg, accelerator.is_main_process, force,
+                              barrier=accelerator.wait_for_everyone)
         return _run(cfg, accelerator, out, model, reward, clips, progress, stop_when)
     finally:
         if lock is not None:

@@ -102,6 +102,24 @@ def test_non_finite_reward_skips_the_step(tmp_path, tiny_model):
     assert all(float(v.abs().sum()) == 0 for k, v in weights.items() if "lora_B" in k)
 
 
+def test_every_process_checks_the_folder_before_the_main_one_changes_it(tmp_path):
+    """A slow second process must not take the main one's fresh config.json for an earlier
+    run's: the checks of every process come before the barrier, every change after it."""
+    from ivlite.run_folder import prepare_out_dir
+
+    cfg = _cfg(tmp_path)
+    at_barrier = []
+    barrier = lambda: at_barrier.append(sorted(p.name for p in tmp_path.glob("run/*")))
+    prepare_out_dir(cfg, main_process=True, barrier=barrier)
+    assert at_barrier == [[]] and (tmp_path / "run" / "config.json").is_file()
+    (tmp_path / "run" / "log.jsonl").write_text("")   # an earlier run's file, replaced by force
+    prepare_out_dir(cfg, main_process=True, force=True, barrier=barrier)
+    assert at_barrier[1] == ["config.json", "config.yaml", "log.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "config.yaml"]
+    with pytest.raises(ConfigError, match="already holds config.json"):  # a second process
+        prepare_out_dir(cfg, main_process=False, barrier=barrier)
+
+
 def test_two_processes_keep_identical_lora_weights(tmp_path):
     script = Path(__file__).with_name("two_process_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
