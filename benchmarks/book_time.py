@@ -73,6 +73,8 @@ def table(results: dict) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from benchmarks.settings import check_json_out
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pages", default=None,
                    help="comma-separated page names without .ipynb (default: every page)")
@@ -92,10 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.paths = [known[n] for n in names]
     if args.timeout < 1:
         p.error(f"--timeout={args.timeout}: must be >= 1")
-    if not args.out.endswith(".json"):
-        p.error(f"--out={args.out!r}: must end in .json")
-    if Path(args.out).exists() and not args.force:
-        p.error(f"--out={args.out!r} exists; pass --force to replace it")
+    check_json_out(p, args.out, args.force)
     if args.executed is not None and Path(args.executed).exists():
         p.error(f"--executed={args.executed!r} exists; give a new folder")
     return args

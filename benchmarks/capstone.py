@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.paired import paired_gains
-from benchmarks.settings import machine_info
+from benchmarks.settings import check_json_out, machine_info
 from ivlite.common import sha256
 from ivlite.config import Config
 from ivlite.evaluation import evaluate_splits
@@ -85,10 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)}: must be >= 1")
     if args.per_split > 16:
         p.error(f"--per-split={args.per_split}: at most 16 (the out-of-domain split's prompts)")
-    if not args.out.endswith(".json"):
-        p.error(f"--out={args.out!r}: must end in .json")
-    if Path(args.out).exists() and not args.force:
-        p.error(f"--out={args.out!r} exists; pass --force to replace it")
+    check_json_out(p, args.out, args.force)
     if args.run is not None and Path(args.run).exists():
         p.error(f"--run={args.run!r} exists; give a new folder (or none: a temporary one)")
     return args

@@ -130,6 +130,17 @@ def parse_settings(text: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_json_out(parser, out: str, force: bool) -> None:
+    """The result-file rule of the benchmark scripts: ``--out`` ends in .json and an existing
+    file is replaced only with ``--force`` (``parser.error`` otherwise)."""
+    from pathlib import Path
+
+    if not out.endswith(".json"):
+        parser.error(f"--out={out!r}: must end in .json")
+    if Path(out).exists() and not force:
+        parser.error(f"--out={out!r} exists; pass --force to replace it")
+
+
 def machine_info(note: str | None = None) -> dict[str, Any]:
     """What a benchmark ran on: CPU model, cores, threads, load, versions, git commit."""
     import os
